@@ -1,0 +1,18 @@
+"""sktransfer: transfer learning for scikit-learn.
+
+Pretrained image and text backbones as scikit-learn transformers
+(:class:`PretrainedFeatureExtractor`) and fine-tunable estimators.
+"""
+
+from sktransfer._cache import clear_memory_cache
+from sktransfer._extractor import PretrainedFeatureExtractor
+from sktransfer.backbones import list_backbones
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PretrainedFeatureExtractor",
+    "__version__",
+    "clear_memory_cache",
+    "list_backbones",
+]

@@ -1,0 +1,161 @@
+"""Validate ``X`` once, in one place, and turn it into a flat sequence of samples.
+
+Every error names the row (its position, and its index label when ``X`` carried an
+index) and the offending value, and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sktransfer.exceptions import InputError
+
+__all__ = ["Samples", "as_samples", "check_texts"]
+
+_COLUMN_TRANSFORMER_HINT = (
+    "PretrainedFeatureExtractor embeds a single column of images or texts. Route "
+    "each column with a ColumnTransformer, e.g. ColumnTransformer([('img', "
+    "PretrainedFeatureExtractor(backbone='efficientnet_lite0'), 'image'), ('txt', "
+    "PretrainedFeatureExtractor(backbone='all-MiniLM-L6-v2'), 'text')])."
+)
+
+
+@dataclass
+class Samples:
+    """A validated, flat view of ``X``.
+
+    Attributes
+    ----------
+    values : list or ndarray
+        One entry per sample. For a numpy image batch, the batch itself.
+    labels : sequence or None
+        The pandas index, to name rows in errors.
+    feature_names : ndarray of str or None
+        The column name when ``X`` was a one-column DataFrame.
+    """
+
+    values: Any
+    labels: Any = None
+    feature_names: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def row(self, i: int) -> str:
+        """How to name sample ``i`` in a message."""
+        if self.labels is not None:
+            label = self.labels[i]
+            if not (isinstance(label, numbers.Integral) and label == i):
+                return f"row {i} (index {label!r})"
+        return f"row {i}"
+
+
+def _is_scalar_sample(X: Any) -> bool:
+    if isinstance(X, str | bytes | os.PathLike):
+        return True
+    try:
+        from PIL import Image
+
+        return isinstance(X, Image.Image)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def as_samples(X: Any, modality: str) -> Samples:
+    """Validate ``X`` for a backbone of ``modality`` and return its samples.
+
+    Parameters
+    ----------
+    X : list, tuple, ndarray, pandas Series or one-column DataFrame
+    modality : {"image", "text"}
+
+    Returns
+    -------
+    Samples
+    """
+    if _is_scalar_sample(X):
+        raise InputError(
+            f"X must be a sequence of samples, got a single {type(X).__name__}. "
+            "Wrap it in a list: transform([x])."
+        )
+    labels = None
+    feature_names = None
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame
+        if X.shape[1] != 1:
+            raise InputError(
+                f"X is a DataFrame with {X.shape[1]} columns {list(X.columns)[:10]}. "
+                + _COLUMN_TRANSFORMER_HINT
+            )
+        feature_names = np.asarray([str(X.columns[0])], dtype=object)
+        X = X.iloc[:, 0]
+    if hasattr(X, "iloc"):  # Series
+        labels = X.index
+        values: Any = X.tolist()
+    elif isinstance(X, np.ndarray):
+        values = _from_ndarray(X, modality)
+    elif isinstance(X, list | tuple):
+        values = list(X)
+    elif hasattr(X, "__array__") and hasattr(X, "shape"):  # torch tensors, ...
+        values = _from_ndarray(np.asarray(X), modality)
+    elif hasattr(X, "__iter__") and not isinstance(X, dict):
+        values = list(X)
+    else:
+        raise InputError(
+            f"X must be a list, array, pandas Series or one-column DataFrame of "
+            f"{modality}s; got {type(X).__name__}."
+        )
+    if len(values) == 0:
+        raise InputError(
+            "X has 0 samples; at least one is required (was the input filtered to "
+            "nothing?)."
+        )
+    return Samples(values, labels, feature_names)
+
+
+def _from_ndarray(X: np.ndarray, modality: str) -> Any:
+    numeric = X.dtype.kind in "biuf"
+    if modality == "image" and numeric:
+        if X.ndim in (3, 4):
+            return X  # a batch (N, H, W) or (N, H, W, C)
+        raise InputError(
+            f"a numeric array of shape {X.shape} is not an image batch: pass "
+            "(N, H, W) or (N, H, W, C), or a list of images. To embed tabular "
+            "features, use the 'test-mlp' style tabular backbones or a scaler."
+        )
+    if X.ndim == 2 and X.shape[1] == 1:
+        X = X[:, 0]  # a ColumnTransformer column selected with a list
+    if X.ndim != 1:
+        raise InputError(
+            f"X has shape {X.shape}; expected one sample per row (1-D). "
+            + _COLUMN_TRANSFORMER_HINT
+        )
+    return X.tolist() if X.dtype.kind in "OUS" else list(X)
+
+
+def check_texts(samples: Samples) -> dict[int, str]:
+    """Return ``{position: message}`` for every sample that is not a str.
+
+    Empty strings are valid (they embed to a finite vector).
+    """
+    errors = {}
+    for i, value in enumerate(samples.values):
+        if isinstance(value, str):
+            continue
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            msg = (
+                f"{samples.row(i)}: the text is missing (None/NaN). Fill or drop "
+                "missing texts first, e.g. X.fillna('')."
+            )
+        else:
+            msg = (
+                f"{samples.row(i)}: expected a str, got {type(value).__name__} "
+                f"{value!r:.60}. Convert the column with .astype(str) if intended, "
+                "or use an image backbone for images."
+            )
+        errors[i] = msg
+    return errors

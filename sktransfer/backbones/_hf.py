@@ -1,0 +1,142 @@
+"""Hugging Face transformers text encoders, and sentence-transformers folders.
+
+A sentence-transformers folder (``modules.json``) is honoured: its ``Pooling``
+module sets the default pooling, a ``Normalize`` module sets L2 normalisation, and
+``sentence_bert_config.json`` sets the maximum sequence length. So our vectors
+equal ``SentenceTransformer(...).encode`` without sentence-transformers installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from sktransfer.backbones._loaded import LoadedBackbone, file_identity
+from sktransfer.backbones._spec import BackboneSpec, TextPreprocessing
+from sktransfer.backbones._weights import Attempts
+
+__all__ = ["load_hf", "read_sentence_transformers_config"]
+
+_INSTALL = "transformers is not installed: pip install 'sktransfer[text]'"
+_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+}
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load report and progress bar (they go to stderr)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def read_sentence_transformers_config(folder: Path) -> dict:
+    """Pooling, normalisation, max length and model sub-folder of an ST folder.
+
+    Returns an empty dict for a plain transformers folder.
+    """
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return {}
+    modules = json.loads(modules_file.read_text())
+    out: dict = {"normalize": False, "model_dir": folder}
+    for mod in modules:
+        kind = mod.get("type", "").rsplit(".", 1)[-1]
+        sub = folder / mod.get("path", "")
+        if kind == "Transformer":
+            out["model_dir"] = sub
+        elif kind == "Pooling":
+            cfg = json.loads((sub / "config.json").read_text())
+            modes = [v for k, v in _POOLING_KEYS.items() if cfg.get(k)]
+            mode = cfg.get("pooling_mode") or (modes[0] if len(modes) == 1 else None)
+            if mode not in ("cls", "mean", "max"):
+                raise ValueError(
+                    f"{folder}: sentence-transformers pooling {cfg} is not supported "
+                    "(sktransfer supports one of cls / mean / max); pass pooling=."
+                )
+            out["pooling"] = mode
+        elif kind == "Normalize":
+            out["normalize"] = True
+    st_cfg = folder / "sentence_bert_config.json"
+    if st_cfg.is_file():
+        max_len = json.loads(st_cfg.read_text()).get("max_seq_length")
+        if max_len:
+            out["max_length"] = int(max_len)
+    return out
+
+
+def _resolve_folder(spec: BackboneSpec, attempts: Attempts) -> Path:
+    ident = spec.model_id
+    if os.path.isdir(ident):
+        return Path(ident)
+    attempts.add("local folder", f"{ident!r} is not a directory")
+    from huggingface_hub import snapshot_download
+
+    cache_dir = os.environ.get("HF_HUB_CACHE") or None
+    try:
+        return Path(
+            snapshot_download(ident, local_files_only=True, cache_dir=cache_dir)
+        )
+    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, ...
+        attempts.add("Hugging Face cache", f"not cached ({type(exc).__name__})")
+    return Path(
+        attempts.download_or_fail(
+            lambda: snapshot_download(ident, cache_dir=cache_dir),
+            "Pass a local folder (backbone='hf:/path/to/model'), or run once with "
+            f"network access so that {ident!r} is cached.",
+        )
+    )
+
+
+def load_hf(
+    spec: BackboneSpec,
+    weights=None,
+    trust_remote_code: bool = False,
+) -> LoadedBackbone:
+    """Load a transformers encoder and its fast tokenizer from a folder or hub id."""
+    try:
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    attempts = Attempts(spec.name)
+    folder = Path(weights) if weights else _resolve_folder(spec, attempts)
+    st = read_sentence_transformers_config(folder)
+    model_dir = st.get("model_dir", folder)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_dir, local_files_only=True, trust_remote_code=trust_remote_code
+    )
+    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    with _quiet_transformers():
+        try:  # BERT-like encoders: skip the unused (and often untrained) pooler
+            model = AutoModel.from_pretrained(
+                model_dir, add_pooling_layer=False, **kwargs
+            )
+        except TypeError:
+            model = AutoModel.from_pretrained(model_dir, **kwargs)
+    limit = tokenizer.model_max_length
+    limit = limit if isinstance(limit, int) and limit < 100_000 else 512
+    pos = getattr(model.config, "max_position_embeddings", limit) or limit
+    pre = TextPreprocessing(
+        max_length=min(st.get("max_length", limit), limit, pos),
+        pooling=st.get("pooling", "mean"),
+        normalize=st.get("normalize", False),
+    )
+    weight_files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(
+        Path(model_dir).glob("*.bin")
+    )
+    weights_id = file_identity(str(weight_files[0])) if weight_files else str(model_dir)
+    return LoadedBackbone(spec.replace(preprocessing=pre), model, tokenizer, weights_id)

@@ -1,0 +1,60 @@
+"""The result of loading a backbone: a module plus everything needed to feed it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from sktransfer.backbones._spec import BackboneSpec
+
+__all__ = ["LoadedBackbone", "file_identity", "is_random", "weights_path"]
+
+
+@dataclass
+class LoadedBackbone:
+    """A loaded backbone, shared (read-only) by every estimator in the process.
+
+    Attributes
+    ----------
+    spec : BackboneSpec
+        The spec, with the preprocessing that the weights actually use.
+    model : nn.Module
+        The network in eval mode with gradients off. Never modify it in place:
+        fine-tuning works on a deep copy.
+    tokenizer : object or None
+        A Hugging Face tokenizer, for text backbones.
+    weights_id : str
+        Identity of the weights that were loaded (file path, size and mtime; a
+        package and version; or ``"random"``). Part of the embedding cache key.
+    """
+
+    spec: BackboneSpec
+    model: nn.Module
+    tokenizer: Any = None
+    weights_id: str = "random"
+
+
+def is_random(weights: Any) -> bool:
+    """True when the user asked for randomly initialised weights."""
+    return isinstance(weights, str) and weights.lower() in ("random", "none")
+
+
+def weights_path(weights: Any) -> str | None:
+    """The explicit weights path the user passed, if ``weights`` is one."""
+    import os
+
+    if isinstance(weights, os.PathLike):
+        return os.fspath(weights)
+    if isinstance(weights, str) and (os.path.sep in weights or os.path.exists(weights)):
+        return weights
+    return None
+
+
+def file_identity(path: str) -> str:
+    """``path:size:mtime``: changes whenever the file does."""
+    import os
+
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"

@@ -1,0 +1,292 @@
+"""Feature modules: one ``nn.Module`` per modality that turns a batch into features.
+
+They wrap a loaded network (never copy it) and add the parts every backbone needs
+the same way: input normalisation on the device, layer selection by forward hook,
+and pooling. The extractor and the fine-tuning estimators both use them, so a
+backbone embeds identically whether it is frozen or being trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ImageFeatureModel",
+    "TabularFeatureModel",
+    "TextFeatureModel",
+    "block_names",
+    "pool",
+]
+
+_BLOCK_CONTAINERS = (
+    "blocks",
+    "stages",
+    "layers",
+    "features",
+    "encoder.layer",
+    "encoder.layers",
+    "encoder.blocks",
+    "transformer.layer",
+    "transformer.layers",
+    "trunk_output",
+)
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook to end the pass once the wanted layer has run."""
+
+
+def pool(
+    x: torch.Tensor,
+    pooling: str,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pool a feature map or a token sequence to one vector per sample.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(N, C, H, W)`` feature map, ``(N, T, C)`` token sequence or ``(N, C)``.
+    pooling : {"avg", "mean", "max", "cls"}
+        ``"avg"`` and ``"mean"`` are the same average (over space or over tokens,
+        masked when ``mask`` is given); ``"cls"`` takes the first token.
+    mask : Tensor, optional
+        ``(N, T)`` attention mask, 1 for real tokens.
+
+    Returns
+    -------
+    Tensor of shape ``(N, C)``.
+    """
+    if x.ndim == 2:
+        return x
+    if x.ndim == 4:
+        if pooling in ("avg", "mean"):
+            return x.mean(dim=(2, 3))
+        if pooling == "max":
+            return x.amax(dim=(2, 3))
+        raise ValueError(
+            f"pooling={pooling!r} needs a token sequence, but this layer returns a "
+            "(N, C, H, W) feature map; use pooling='avg' or 'max'."
+        )
+    if x.ndim == 3:
+        if pooling == "cls":
+            return x[:, 0]
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
+        m = mask.to(x.dtype).unsqueeze(-1)
+        if pooling in ("avg", "mean"):
+            return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        if pooling == "max":
+            return x.masked_fill(m == 0, torch.finfo(x.dtype).min).amax(1)
+        raise ValueError(f"unknown pooling {pooling!r}")
+    return x.flatten(1)
+
+
+def _named(module: nn.Module, name: str) -> nn.Module:
+    try:
+        return module.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in module.named_modules() if n]
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=5)
+        hint = f" Close matches: {close}." if close else ""
+        raise ValueError(
+            f"layer={name!r} is not a module of this backbone.{hint} "
+            "Use sktransfer.backbones.block_names(...) to list the blocks."
+        ) from None
+
+
+def block_names(model: nn.Module) -> list[str]:
+    """Names of the model's repeated blocks, input to output.
+
+    They are what ``layer=<int>`` indexes in the extractor and what the
+    ``"last_n"`` / ``"gradual"`` fine-tuning strategies unfreeze.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
+        e.g. ``["blocks.0", ..., "blocks.6"]`` for an EfficientNet, or
+        ``["layer1", ..., "layer4"]`` for a ResNet.
+
+    Examples
+    --------
+    >>> import torchvision
+    >>> block_names(torchvision.models.resnet18())
+    ['layer1', 'layer2', 'layer3', 'layer4']
+    """
+    inner = getattr(model, "sktransfer_inner", model)
+    prefix = "sktransfer_inner." if inner is not model else ""
+    for attr in _BLOCK_CONTAINERS:
+        try:
+            container = inner.get_submodule(attr)
+        except AttributeError:
+            continue
+        if isinstance(container, nn.ModuleList | nn.Sequential) and len(container) > 1:
+            return [f"{prefix}{attr}.{i}" for i in range(len(container))]
+    numbered = [
+        n for n, _ in inner.named_children() if n.rstrip("0123456789") == "layer"
+    ]
+    if len(numbered) > 1:
+        return [prefix + n for n in numbered]
+    return [prefix + n for n, _ in inner.named_children()]
+
+
+class _LayerTap:
+    """Capture the output of one named submodule, and stop the pass there."""
+
+    def __init__(self, model: nn.Module, layer: str | int | None):
+        if isinstance(layer, int):
+            blocks = block_names(model)
+            try:
+                layer = blocks[layer]
+            except IndexError:
+                raise ValueError(
+                    f"layer={layer} is out of range: this backbone has "
+                    f"{len(blocks)} blocks {blocks}."
+                ) from None
+            layer = layer.removeprefix("sktransfer_inner.")
+        self.name = layer
+        self.module = None if layer is None else _named(model, layer)
+
+    def run(self, fn, *args, **kwargs) -> torch.Tensor:
+        if self.module is None:
+            return fn(*args, **kwargs)
+        captured: list[torch.Tensor] = []
+
+        def hook(_mod, _inp, out):
+            captured.append(out[0] if isinstance(out, tuple | list) else out)
+            raise _StopForward
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            fn(*args, **kwargs)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+
+class ImageFeatureModel(nn.Module):
+    """Images in, pooled features out.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network. timm models (with ``forward_features`` / ``forward_head``) use
+        their own pooling for ``pooling="auto"``; other models are called directly
+        and must return features (their classifier already removed).
+    mean, std : sequence of float
+        Normalisation, applied here (on the device) to uint8 or [0, 1] input.
+    layer : str or int, optional
+        Which block's output to take (a module name, or an index into
+        :func:`block_names`). Default: the pooled penultimate features.
+    pooling : {"auto", "avg", "max", "cls", "mean"}
+        How to pool a feature map or token sequence.
+    channels_last : bool
+        Convert the input to channels-last memory format (faster for convnets).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        layer: str | int | None = None,
+        pooling: str = "auto",
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.sktransfer_inner = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255)
+        self.layer = layer
+        self.pooling = pooling
+        self.channels_last = channels_last
+        self._tap = _LayerTap(model, layer)
+        self._is_timm = hasattr(model, "forward_features") and hasattr(
+            model, "forward_head"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() if x.dtype == torch.uint8 else x * 255.0
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model = self.sktransfer_inner
+        if self._tap.module is None and self._is_timm:
+            feats = model.forward_features(x)
+            if self.pooling == "auto":
+                return model.forward_head(feats, pre_logits=True)
+            return pool(feats, self.pooling)
+        out = self._tap.run(model, x)
+        if isinstance(out, dict):  # e.g. a model returning named outputs
+            out = next(iter(out.values()))
+        return pool(out, "avg" if self.pooling == "auto" else self.pooling)
+
+
+class TextFeatureModel(nn.Module):
+    """Token batches in, pooled features out (Hugging Face encoders).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        An encoder returning ``last_hidden_state`` (and ``hidden_states``).
+    pooling : {"mean", "cls", "max"}
+        Token pooling; masked so padding never counts.
+    layer : int, optional
+        Index into ``hidden_states`` (0 = embeddings, -1 = last layer). Default:
+        the last hidden state.
+    """
+
+    def __init__(self, model: nn.Module, pooling: str = "mean", layer=None):
+        super().__init__()
+        self.sktransfer_inner = model
+        self.pooling = pooling
+        if layer is not None and not isinstance(layer, int):
+            raise ValueError(
+                f"layer={layer!r}: for a text backbone, layer is an index into the "
+                "hidden states (0 = embeddings, -1 = last layer)."
+            )
+        self.layer = layer
+
+    def forward(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
+        out = self.sktransfer_inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=self.layer is not None,
+            **kwargs,
+        )
+        if self.layer is None:
+            hidden = out.last_hidden_state
+        else:
+            states = out.hidden_states
+            if not -len(states) <= self.layer < len(states):
+                raise ValueError(
+                    f"layer={self.layer} is out of range: this backbone has "
+                    f"{len(states)} hidden states (0 = embeddings)."
+                )
+            hidden = states[self.layer]
+        return pool(hidden, self.pooling, attention_mask)
+
+
+class TabularFeatureModel(nn.Module):
+    """Float rows in, features out (for numeric test backbones)."""
+
+    def __init__(self, model: nn.Module, layer=None, pooling: str = "auto"):
+        super().__init__()
+        self.sktransfer_inner = model
+        self._tap = _LayerTap(model, layer)
+        self.pooling = pooling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._tap.run(self.sktransfer_inner, x.float())
+        return pool(out, "avg" if self.pooling == "auto" else self.pooling)

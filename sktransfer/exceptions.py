@@ -1,0 +1,30 @@
+"""Exceptions and warnings raised by sktransfer.
+
+Every error is a subclass of a builtin one (``ValueError``, ``FileNotFoundError``)
+so code that already catches those keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackboneNotFoundError",
+    "InputError",
+    "InputWarning",
+    "WeightsNotFoundError",
+]
+
+
+class BackboneNotFoundError(ValueError):
+    """An unknown backbone name; the message lists close matches."""
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No source could provide the weights; the message lists what was tried."""
+
+
+class InputError(ValueError):
+    """A bad input row; the message names the row index and the value or path."""
+
+
+class InputWarning(UserWarning):
+    """Some rows could not be embedded and were replaced (see ``on_error``)."""
