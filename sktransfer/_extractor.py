@@ -92,8 +92,8 @@ class PretrainedFeatureExtractor(
         What to do with a sample that cannot be read. ``"raise"`` stops with an
         error naming the row. ``"nan"`` / ``"zero"`` keep one output row per input,
         filled with NaN / zeros, warn with an
-        :class:`~sktransfer.exceptions.InputWarning` and record the failures in
-        ``errors_``.
+        :class:`~sktransfer.exceptions.InputWarning` that lists the failures (see
+        :meth:`transform_with_errors`).
     num_workers : int or "auto", default="auto"
         Threads decoding and resizing images. ``"auto"``: up to 4. 0: none.
     verbose : bool, default=False
@@ -112,8 +112,6 @@ class PretrainedFeatureExtractor(
         backbones.
     feature_names_in_ : ndarray of str
         The column name, when fitted on a one-column DataFrame.
-    errors_ : dict of int to str
-        Failed rows of the last ``transform`` (with ``on_error != "raise"``).
 
     See Also
     --------
@@ -228,6 +226,10 @@ class PretrainedFeatureExtractor(
     def transform(self, X):
         """Embed ``X``.
 
+        Rows that fail with ``on_error="nan"`` / ``"zero"`` are reported by an
+        :class:`~sktransfer.exceptions.InputWarning` (its ``errors`` attribute maps
+        row to message); :meth:`transform_with_errors` returns them instead.
+
         Parameters
         ----------
         X : sequence of images or texts (or 2-D array for tabular backbones)
@@ -238,6 +240,32 @@ class PretrainedFeatureExtractor(
         Returns
         -------
         ndarray of shape (n_samples, n_features), float32
+        """
+        out, errors = self.transform_with_errors(X)
+        if errors:
+            shown = "; ".join(list(errors.values())[:3])
+            warning = InputWarning(
+                f"{len(errors)} of {len(out)} samples could not be embedded and were "
+                f"filled with {'zeros' if self.on_error == 'zero' else 'NaN'} "
+                f"(on_error={self.on_error!r}). {shown}"
+            )
+            warning.errors = errors
+            warnings.warn(warning, stacklevel=2)
+        return out
+
+    def transform_with_errors(self, X):
+        """Embed ``X`` and return the rows that could not be embedded.
+
+        Parameters
+        ----------
+        X : see :meth:`transform`
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features), float32
+        errors : dict of int to str
+            Position of each failed row and why (empty with ``on_error="raise"``,
+            which raises instead).
         """
         check_is_fitted(self)
         spec = get_backbone_spec(self.backbone)
@@ -275,17 +303,7 @@ class PretrainedFeatureExtractor(
             good = [i for i in todo if i not in errors]
             if store is not None and good:
                 store.put_many([keys[i] for i in good], out[good])
-        self.errors_ = errors
-        if errors:
-            shown = "; ".join(list(errors.values())[:3])
-            warnings.warn(
-                f"{len(errors)} of {n} samples could not be embedded and were filled "
-                f"with {'zeros' if self.on_error == 'zero' else 'NaN'} "
-                f"(on_error={self.on_error!r}); see .errors_. {shown}",
-                InputWarning,
-                stacklevel=2,
-            )
-        return out
+        return out, errors
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -190,7 +190,8 @@ class ImageFeatureModel(nn.Module):
         Which block's output to take (a module name, or an index into
         :func:`block_names`). Default: the pooled penultimate features.
     pooling : {"auto", "avg", "max", "cls", "mean"}
-        How to pool a feature map or token sequence.
+        How to pool a feature map or token sequence. Anything but ``"auto"`` with
+        ``layer=None`` pools the last block's output (timm: ``forward_features``).
     channels_last : bool
         Convert the input to channels-last memory format (faster for convnets).
     """
@@ -211,10 +212,13 @@ class ImageFeatureModel(nn.Module):
         self.layer = layer
         self.pooling = pooling
         self.channels_last = channels_last
-        self._tap = _LayerTap(model, layer)
         self._is_timm = hasattr(model, "forward_features") and hasattr(
             model, "forward_head"
         )
+        if layer is None and pooling != "auto" and not self._is_timm:
+            # the model's output is already pooled: pool the last block instead
+            layer = -1
+        self._tap = _LayerTap(model, layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float() if x.dtype == torch.uint8 else x * 255.0

@@ -29,8 +29,8 @@ def _timm():
     return timm
 
 
-def list_timm(pretrained: bool = True) -> list[str]:
-    """timm architectures (with pretrained weights by default); [] without timm."""
+def list_timm(pretrained: bool = False) -> list[str]:
+    """timm architecture names ([] when timm is not installed)."""
     try:
         timm = _timm()
     except ImportError:
