@@ -23,7 +23,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def seed():
     """Seed every RNG so that tests are reproducible (skorch's conftest style)."""
     random.seed(0)
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - seeds code that uses the global RNG
     torch.manual_seed(0)
 
 
