@@ -1,0 +1,125 @@
+"""The content-addressed embedding cache: one forward pass per unique sample."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+
+from sktransfer import PretrainedFeatureExtractor, clear_memory_cache
+from sktransfer._cache import DiskCache, MemoryCache, get_cache
+from sktransfer._embed import Embedder
+
+
+@pytest.fixture
+def count_embeds(monkeypatch):
+    """Count the samples that actually go through the network."""
+    counter = {"n": 0}
+    original = Embedder.embed
+
+    def counting(self, samples, positions, on_error="raise"):
+        counter["n"] += len(positions)
+        return original(self, samples, positions, on_error)
+
+    monkeypatch.setattr(Embedder, "embed", counting)
+    clear_memory_cache()
+    yield counter
+    clear_memory_cache()
+
+
+def test_memory_cache_serves_repeats_and_survives_clone(count_embeds, texts):
+    X = texts[0]
+    ext = PretrainedFeatureExtractor("test-text").fit(X)
+    base = count_embeds["n"]  # fit's probe
+    a = ext.transform(X)
+    assert count_embeds["n"] - base == len(X)
+    b = clone(ext).fit(X).transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert count_embeds["n"] - base == len(X) + 1  # only the clone's fit probe
+
+
+def test_gridsearch_embeds_each_sample_about_once(count_embeds, image_files):
+    X, y = image_files
+    pipe = make_pipeline(
+        PretrainedFeatureExtractor("test-cnn"), LogisticRegression(max_iter=300)
+    )
+    GridSearchCV(
+        pipe, {"logisticregression__C": [0.01, 0.1, 1, 10]}, cv=StratifiedKFold(3)
+    ).fit(X, y)
+    probes = 3 * 4 + 1  # one probe per fit (12 CV fits + the refit)
+    assert count_embeds["n"] - probes == len(X)
+
+
+def test_settings_are_part_of_the_key(count_embeds, texts):
+    X = texts[0]
+    ext = PretrainedFeatureExtractor("test-text").fit(X)
+    mean = ext.transform(X)
+    cls = ext.set_params(pooling="cls").fit(X).transform(X)
+    assert not np.allclose(mean, cls)
+
+
+def test_cache_none_disables(count_embeds, texts):
+    X = texts[0]
+    ext = PretrainedFeatureExtractor("test-text", cache=None).fit(X)
+    start = count_embeds["n"]
+    ext.transform(X)
+    ext.transform(X)
+    assert count_embeds["n"] - start == 2 * len(X)
+
+
+def test_changed_file_is_never_served_stale(count_embeds, tmp_path):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (40, 40), (250, 0, 0)).save(path)
+    ext = PretrainedFeatureExtractor("test-cnn").fit([str(path)])
+    red = ext.transform([str(path)])
+    time.sleep(0.01)
+    Image.new("RGB", (40, 40), (0, 0, 250)).save(path)
+    blue = ext.transform([str(path)])
+    assert not np.allclose(red, blue)
+    fresh = PretrainedFeatureExtractor("test-cnn", cache=None).fit([str(path)])
+    np.testing.assert_allclose(blue, fresh.transform([str(path)]), atol=1e-6)
+
+
+def test_disk_cache_shared_by_processes(tmp_path, image_files):
+    X, y = image_files
+    cache_dir = tmp_path / "emb"
+    pipe = make_pipeline(
+        PretrainedFeatureExtractor("test-cnn", cache=str(cache_dir)),
+        LogisticRegression(max_iter=300),
+    )
+    cross_validate(pipe, X, y, cv=StratifiedKFold(3), n_jobs=2)
+    store = DiskCache(cache_dir)
+    assert len(store.files()) == len(X)  # loky workers wrote each sample once
+    ext = PretrainedFeatureExtractor("test-cnn", cache=str(cache_dir)).fit(X)
+    ref = PretrainedFeatureExtractor("test-cnn", cache=None).fit(X).transform(X)
+    np.testing.assert_allclose(ext.transform(X), ref, atol=1e-6)
+
+
+def test_disk_cache_size_limit_and_partial_files(tmp_path):
+    store = DiskCache(tmp_path, max_bytes=3 * (128 + 16 * 4))
+    rows = np.ones((10, 16), np.float32)
+    store.put_many([f"{i:02d}" + "k" * 30 for i in range(10)], rows)
+    assert store.nbytes <= store.max_bytes and 0 < len(store.files()) <= 3
+    broken = store._path("zz" + "k" * 30)
+    broken.parent.mkdir(exist_ok=True)
+    broken.write_bytes(b"\x93NUMPY garbage")
+    assert store.get_many(["zz" + "k" * 30]) == [None]
+
+
+def test_memory_cache_is_bounded():
+    store = MemoryCache(max_bytes=5 * 16 * 4)
+    store.put_many([str(i) for i in range(10)], np.ones((10, 16), np.float32))
+    assert len(store) == 5 and store.nbytes <= store.max_bytes
+    assert store.get_many(["0", "9"])[0] is None
+
+
+def test_get_cache_values(tmp_path):
+    assert get_cache(None) is None
+    assert get_cache("memory") is get_cache("memory")
+    assert isinstance(get_cache(tmp_path), DiskCache)
