@@ -6,11 +6,14 @@ Pretrained image and text backbones as scikit-learn transformers
 
 from sktransfer._cache import clear_memory_cache
 from sktransfer._extractor import PretrainedFeatureExtractor
+from sktransfer._finetune import FineTunedClassifier, FineTunedRegressor
 from sktransfer.backbones import list_backbones
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FineTunedClassifier",
+    "FineTunedRegressor",
     "PretrainedFeatureExtractor",
     "__version__",
     "clear_memory_cache",

@@ -1,0 +1,132 @@
+"""The torch side of fine-tuning: backbone + new head, freezing, augmentation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sktransfer.backbones._modules import block_names
+
+__all__ = ["BatchAugment", "TransferModule", "trainable_prefixes"]
+
+
+class BatchAugment(nn.Module):
+    """Per-sample random resized crop and horizontal flip, in train mode only.
+
+    It runs on the uint8 batch on the device, before normalisation, and is the
+    identity in eval mode (validation and prediction are never augmented).
+
+    Parameters
+    ----------
+    scale : (float, float)
+        Range of the crop's area fraction.
+    flip : bool
+        Random horizontal flips.
+    """
+
+    def __init__(self, scale=(0.6, 1.0), flip: bool = True):
+        super().__init__()
+        self.scale = tuple(scale)
+        self.flip = flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        from torchvision.transforms.v2 import functional as F
+
+        n, _, h, w = x.shape
+        out = []
+        for i in range(n):
+            area = torch.empty(1).uniform_(*self.scale).item()
+            side_h = max(1, round(h * area**0.5))
+            side_w = max(1, round(w * area**0.5))
+            top = int(torch.randint(0, h - side_h + 1, (1,)))
+            left = int(torch.randint(0, w - side_w + 1, (1,)))
+            img = F.resized_crop(
+                x[i], top, left, side_h, side_w, [h, w], antialias=True
+            )
+            if self.flip and torch.rand(1).item() < 0.5:
+                img = img.flip(-1)
+            out.append(img)
+        return torch.stack(out)
+
+
+class TransferModule(nn.Module):
+    """``features -> dropout -> linear head``, with an optional input augmentation.
+
+    Parameters
+    ----------
+    features : nn.Module
+        A feature module (``ImageFeatureModel`` / ``TextFeatureModel``) wrapping a
+        private copy of the backbone.
+    n_features : int
+        Width of ``features``' output.
+    n_outputs : int
+        Classes (logits) or regression targets.
+    dropout : float
+        Dropout before the head.
+    augment : nn.Module or None
+        Applied to image batches in train mode.
+    """
+
+    def __init__(self, features, n_features, n_outputs, dropout=0.0, augment=None):
+        super().__init__()
+        self.augment = augment
+        self.backbone = features
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(n_features, n_outputs)
+
+    def forward(self, X=None, **kwargs):
+        if X is None:  # text: input_ids, attention_mask
+            feats = self.backbone(**kwargs)
+        else:
+            if self.augment is not None:
+                X = self.augment(X)
+            feats = self.backbone(X)
+        return self.head(self.dropout(feats.float()))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:  # frozen normalisation layers keep their running statistics
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in m.parameters(recurse=False)
+                ):
+                    m.eval()
+        return self
+
+    def set_trainable(self, prefixes: list[str] | None) -> None:
+        """Unfreeze parameters under ``prefixes`` (None: all); freeze the rest."""
+        inner = self.backbone.sktransfer_inner
+        for name, p in inner.named_parameters():
+            p.requires_grad = prefixes is None or any(
+                name == pre or name.startswith(pre + ".") for pre in prefixes
+            )
+        self.train(self.training)
+
+
+def trainable_prefixes(model: nn.Module, n_blocks: int) -> list[str]:
+    """Module names to unfreeze for the last ``n_blocks`` blocks.
+
+    Everything after the last block (a final conv, norm or pooler) is included, as
+    it only makes sense to train it with the block it follows.
+    """
+    blocks = block_names(model)
+    if n_blocks <= 0:
+        return []
+    chosen = blocks[-n_blocks:]
+    last = blocks[-1]
+    parent = last.rsplit(".", 1)[0] if "." in last else ""
+    after = []
+    seen_parent = False
+    for name, _ in model.named_children():
+        full = name
+        if parent and (parent == full or parent.startswith(full + ".")):
+            seen_parent = True
+            continue
+        if not parent and full in blocks:
+            seen_parent = True
+            continue
+        if seen_parent:
+            after.append(full)
+    return chosen + after

@@ -1,0 +1,274 @@
+"""FineTunedClassifier / FineTunedRegressor on the tiny test backbones."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+
+from sktransfer import FineTunedClassifier, FineTunedRegressor
+from sktransfer._embed import Embedder
+
+
+@pytest.fixture
+def images(rng):
+    X = rng.integers(0, 60, (24, 40, 40, 3), np.uint8)
+    y = np.array(["cat", "dog"] * 12)
+    X[y == "dog", :, :, 0] += 180
+    return X, y
+
+
+def make(**kw):
+    params = dict(max_epochs=2, batch_size=8, valid_size=None, random_state=0)
+    params.update(kw)
+    return FineTunedClassifier("test-cnn", **params)
+
+
+def test_string_labels_classes_and_proba(images):
+    X, y = images
+    clf = make(strategy="full", max_epochs=8, lr=1e-2).fit(X, y)
+    assert clf.classes_.tolist() == ["cat", "dog"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (24, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    pred = clf.predict(X)
+    assert set(pred) <= {"cat", "dog"}
+    assert (pred == y).mean() >= 0.9
+    np.testing.assert_array_equal(pred, clf.classes_[proba.argmax(1)])
+
+
+def test_gapped_integer_labels(images):
+    X, _ = images
+    y = np.array([3, 10, 42] * 8)
+    clf = make(strategy="head").fit(X, y)
+    assert clf.classes_.tolist() == [3, 10, 42]
+    assert set(clf.predict(X)) <= {3, 10, 42}
+
+
+def test_single_class_is_an_error(images):
+    X, _ = images
+    with pytest.raises(ValueError, match="single class"):
+        make().fit(X, ["a"] * len(X))
+
+
+def test_bad_strategy(images):
+    with pytest.raises(ValueError, match="'strategy' parameter must be one of"):
+        make(strategy="some").fit(*images)
+
+
+def _trainable(clf):
+    inner = clf.module_.backbone.sktransfer_inner
+    return {
+        n.split(".")[0] + "." + n.split(".")[1]
+        for n, p in inner.named_parameters()
+        if p.requires_grad
+    }
+
+
+def test_strategies_freeze_the_right_blocks(images):
+    X, y = images
+    assert _trainable(make(strategy="last_n", n_blocks=1, max_epochs=1).fit(X, y)) == {
+        "blocks.2"
+    }
+    assert _trainable(make(strategy="last_n", n_blocks=2, max_epochs=1).fit(X, y)) == {
+        "blocks.1",
+        "blocks.2",
+    }
+    assert _trainable(make(strategy="full", max_epochs=1).fit(X, y)) == {
+        "blocks.0",
+        "blocks.1",
+        "blocks.2",
+    }
+    assert _trainable(make(strategy="gradual", max_epochs=2).fit(X, y)) == {
+        "blocks.1",
+        "blocks.2",
+    }
+
+
+def test_frozen_blocks_do_not_change_and_frozen_bn_stays_eval(images):
+    X, y = images
+    clf = make(strategy="last_n", n_blocks=1, max_epochs=2, lr=1e-2).fit(X, y)
+    inner = clf.module_.backbone.sktransfer_inner
+    from sktransfer.backbones import load_backbone
+
+    shared = load_backbone("test-cnn").model
+    torch.testing.assert_close(
+        inner.blocks[0][1].running_mean, shared.blocks[0][1].running_mean
+    )
+    torch.testing.assert_close(inner.blocks[0][0].weight, shared.blocks[0][0].weight)
+    assert not torch.allclose(inner.blocks[2][0].weight, shared.blocks[2][0].weight)
+    clf.module_.train()
+    assert not inner.blocks[0][1].training and inner.blocks[2][1].training
+
+
+def test_discriminative_learning_rates(images):
+    clf = make(strategy="full", lr=1e-2, backbone_lr=1e-4, max_epochs=1).fit(*images)
+    lrs = sorted(g["lr"] for g in clf.optimizer_.param_groups)
+    assert lrs == [1e-4, 1e-2]
+
+
+def test_same_seed_same_model_and_global_rng_untouched(images):
+    X, y = images
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = make(strategy="full", dropout=0.5).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = make(strategy="full", dropout=0.5).fit(X, y)
+    for (n, p), (_, q) in zip(
+        a.module_.named_parameters(), b.module_.named_parameters(), strict=True
+    ):
+        assert torch.equal(p, q), n
+    c = make(strategy="full", dropout=0.5, random_state=1).fit(X, y)
+    assert not torch.equal(a.module_.head.weight, c.module_.head.weight)
+
+
+def test_head_strategy_embeds_each_sample_once(images, monkeypatch):
+    from sktransfer import clear_memory_cache
+
+    clear_memory_cache()
+    counter = {"n": 0}
+    original = Embedder.embed
+
+    def counting(self, samples, positions, on_error="raise"):
+        counter["n"] += len(positions)
+        return original(self, samples, positions, on_error)
+
+    monkeypatch.setattr(Embedder, "embed", counting)
+    X, y = images
+    make(strategy="head", max_epochs=5).fit(X, y)
+    assert counter["n"] <= len(X) + 1  # one pass (+ a one-sample probe)
+
+
+def test_validation_scoring_and_early_stopping(images):
+    X, y = images
+    clf = make(
+        strategy="full",
+        valid_size=0.25,
+        scoring="f1_macro",
+        patience=2,
+        max_epochs=30,
+        lr=1e-5,
+    )
+    clf.fit(X, y)
+    hist = clf.history
+    assert "valid_f1_macro" in hist[-1]
+    assert len(hist) < 30  # stopped early on a flat score
+
+
+def test_checkpoint_dirs_are_unique_per_clone(images):
+    a, b = (
+        make(checkpoint_dir="auto", valid_size=0.25),
+        make(checkpoint_dir="auto", valid_size=0.25),
+    )
+    a.fit(*images)
+    b.fit(*images)
+    assert a._checkpoint_path() != b._checkpoint_path()
+    import os
+
+    assert any(f.endswith(".pt") for f in os.listdir(a._checkpoint_path()))
+
+
+def test_class_weight_and_label_smoothing(images):
+    X, y = images
+    y = np.array(["cat"] * 20 + ["dog"] * 4)
+    clf = make(class_weight="balanced", label_smoothing=0.1).fit(X, y)
+    w = clf.criterion_.weight.tolist()
+    assert w[1] > w[0] and clf.criterion_.label_smoothing == 0.1
+
+
+def test_clone_pickle_and_save_params(images, tmp_path):
+    X, y = images
+    clf = make(strategy="last_n").fit(X, y)
+    assert clone(clf).get_params()["strategy"] == "last_n"
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    clf.save_params(f_params=tmp_path / "p.pt")
+    fresh = make(strategy="last_n")
+    fresh.label_encoder_ = clf.label_encoder_
+    fresh.initialize()
+    fresh.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_allclose(fresh.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_augmentation_only_in_training(images):
+    X, y = images
+    clf = make(strategy="full").fit(X, y)
+    assert clf.module_.augment is not None
+    p1, p2 = clf.predict_proba(X), clf.predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)  # eval: no randomness
+    assert make(strategy="full", augment=False).fit(X, y).module_.augment is None
+
+
+def test_text_fine_tuning(texts):
+    X, y = texts
+    clf = FineTunedClassifier(
+        "test-text",
+        strategy="last_n",
+        n_blocks=1,
+        max_epochs=3,
+        valid_size=None,
+        random_state=0,
+        lr=1e-2,
+    )
+    clf.fit(X, y)
+    assert clf.predict(X).shape == (6,)
+
+
+def test_gridsearch_over_lr_and_strategy(images):
+    X, y = images
+    grid = GridSearchCV(
+        make(max_epochs=1),
+        {"lr": [1e-3, 1e-2], "strategy": ["head", "last_n"]},
+        cv=StratifiedKFold(2),
+    ).fit(X, y)
+    assert len(grid.cv_results_["params"]) == 4
+
+
+def test_cross_validate_in_parallel(images):
+    res = cross_validate(
+        make(strategy="full"), *images, cv=StratifiedKFold(2), n_jobs=2
+    )
+    assert res["test_score"].shape == (2,)
+
+
+def test_regressor(images):
+    X, _ = images
+    target = X[:, :, :, 0].mean(axis=(1, 2)) / 255.0
+    reg = FineTunedRegressor(
+        "test-cnn",
+        strategy="full",
+        max_epochs=10,
+        lr=1e-2,
+        valid_size=None,
+        random_state=0,
+    )
+    reg.fit(X, target)
+    pred = reg.predict(X)
+    assert pred.shape == (24,) and np.corrcoef(pred, target)[0, 1] > 0.5
+
+
+def test_cuda_trained_model_unpickles_on_cpu(images, monkeypatch):
+    """Simulated: the pickle says device='cuda'; this machine has no CUDA."""
+    from sktransfer._finetune import _FineTuneMixin
+
+    X, y = images
+    clf = make(strategy="full", device="cpu").fit(X, y)
+    ref = clf.predict_proba(X)
+    original = _FineTuneMixin.__getstate__
+
+    def as_if_cuda(self):
+        state = original(self)
+        state["device"] = "cuda"
+        state["_device_raw"] = "cuda"
+        return state
+
+    monkeypatch.setattr(_FineTuneMixin, "__getstate__", as_if_cuda)
+    blob = pickle.dumps(clf)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(Warning, match="cuda"):
+        loaded = pickle.loads(blob)
+    assert loaded.device == "cpu" and loaded.get_params()["device"] == "cpu"
+    np.testing.assert_allclose(loaded.predict_proba(X), ref, atol=1e-6)
