@@ -94,42 +94,29 @@ def _tasks() -> list[tuple[str, Callable, list[tuple[str, Callable]]]]:
     def lr():
         return LogisticRegression(max_iter=2000)
 
+    image_models = [
+        (
+            "raw pixels + logistic regression",
+            lambda: make_pipeline(flat(), StandardScaler(), lr()),
+        ),
+        (
+            "frozen efficientnet_lite0 + logistic regression",
+            lambda: make_pipeline(
+                PretrainedFeatureExtractor("efficientnet_lite0"), StandardScaler(), lr()
+            ),
+        ),
+    ]
+
     return [
         (
             "LFW faces vs. not (200 images)",
             load_lfw,
-            [
-                (
-                    "raw pixels + logistic regression",
-                    lambda: make_pipeline(flat(), StandardScaler(), lr()),
-                ),
-                (
-                    "frozen efficientnet_lite0 + logistic regression",
-                    lambda: make_pipeline(
-                        PretrainedFeatureExtractor("efficientnet_lite0"),
-                        StandardScaler(),
-                        lr(),
-                    ),
-                ),
-            ],
+            image_models,
         ),
         (
             "digits, 10 classes (1,797 images)",
             load_digits_images,
-            [
-                (
-                    "raw pixels + logistic regression",
-                    lambda: make_pipeline(flat(), StandardScaler(), lr()),
-                ),
-                (
-                    "frozen efficientnet_lite0 + logistic regression",
-                    lambda: make_pipeline(
-                        PretrainedFeatureExtractor("efficientnet_lite0"),
-                        StandardScaler(),
-                        lr(),
-                    ),
-                ),
-            ],
+            image_models,
         ),
         (
             "Rotten Tomatoes fresh vs. rotten (4,866 texts)",

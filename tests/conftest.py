@@ -10,6 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from sktransfer import clear_memory_cache
+from sktransfer._embed import Embedder
+
 # Set before anything imports huggingface_hub / transformers.
 os.environ["SKTRANSFER_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -70,3 +73,19 @@ def texts():
         ],
         np.array([1, 0, 1, 0, 1, 0]),
     )
+
+
+@pytest.fixture
+def count_embeds(monkeypatch):
+    """Count the samples that actually go through the network."""
+    counter = {"n": 0}
+    original = Embedder.embed
+
+    def counting(self, samples, positions, on_error="raise"):
+        counter["n"] += len(positions)
+        return original(self, samples, positions, on_error)
+
+    monkeypatch.setattr(Embedder, "embed", counting)
+    clear_memory_cache()
+    yield counter
+    clear_memory_cache()

@@ -5,32 +5,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 
-from sktransfer import PretrainedFeatureExtractor, clear_memory_cache
+from sktransfer import PretrainedFeatureExtractor
 from sktransfer._cache import DiskCache, MemoryCache, get_cache
-from sktransfer._embed import Embedder
-
-
-@pytest.fixture
-def count_embeds(monkeypatch):
-    """Count the samples that actually go through the network."""
-    counter = {"n": 0}
-    original = Embedder.embed
-
-    def counting(self, samples, positions, on_error="raise"):
-        counter["n"] += len(positions)
-        return original(self, samples, positions, on_error)
-
-    monkeypatch.setattr(Embedder, "embed", counting)
-    clear_memory_cache()
-    yield counter
-    clear_memory_cache()
 
 
 def test_memory_cache_serves_repeats_and_survives_clone(count_embeds, texts):

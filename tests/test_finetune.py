@@ -11,7 +11,6 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 
 from sktransfer import FineTunedClassifier, FineTunedRegressor
-from sktransfer._embed import Embedder
 
 
 @pytest.fixture
@@ -125,21 +124,10 @@ def test_same_seed_same_model_and_global_rng_untouched(images):
     assert not torch.equal(a.module_.head.weight, c.module_.head.weight)
 
 
-def test_head_strategy_embeds_each_sample_once(images, monkeypatch):
-    from sktransfer import clear_memory_cache
-
-    clear_memory_cache()
-    counter = {"n": 0}
-    original = Embedder.embed
-
-    def counting(self, samples, positions, on_error="raise"):
-        counter["n"] += len(positions)
-        return original(self, samples, positions, on_error)
-
-    monkeypatch.setattr(Embedder, "embed", counting)
+def test_head_strategy_embeds_each_sample_once(images, count_embeds):
     X, y = images
     make(strategy="head", max_epochs=5).fit(X, y)
-    assert counter["n"] <= len(X) + 1  # one pass (+ a one-sample probe)
+    assert count_embeds["n"] <= len(X) + 1  # one pass (+ a one-sample probe)
 
 
 def test_validation_scoring_and_early_stopping(images):
