@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # takes them from the machine's local wheel store when it has one.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test docs bench clean
+.PHONY: install demo test docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,6 @@ test: install
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
-
-bench: install
-	$(BIN)/pip install -q -e ".[bench]"
-	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) build

@@ -210,9 +210,9 @@ class PretrainedFeatureExtractor(
         self
         """
         spec = get_backbone_spec(self.backbone)
-        if isinstance(self.cache, str) and self.cache != "memory" and not self.cache:
+        if self.cache == "":
             raise ValueError("cache='' is not a directory; use None for no cache.")
-        samples = self._validate(X, spec, reset=True)
+        self._validate(X, spec, reset=True)
         self.device_ = resolve_device(self.device)
         loaded = self._loaded(spec)
         self.backbone_spec_ = loaded.spec
@@ -220,7 +220,6 @@ class PretrainedFeatureExtractor(
         self._n_features_out = self._embed(loaded, probe, list(range(len(probe))))[
             0
         ].shape[1]
-        del samples
         return self
 
     def transform(self, X):
