@@ -74,6 +74,38 @@ def build_feature_model(
     return TabularFeatureModel(model, layer, pooling)
 
 
+def feature_width(
+    features: nn.Module, loaded: LoadedBackbone, n_features_in: int | None = None
+) -> int:
+    """Output width of ``features``, from one tiny forward pass on the CPU.
+
+    The module's train/eval mode and the global RNG are left as they were.
+    """
+    spec = loaded.spec
+    if spec.modality == "image":
+        size = spec.preprocessing.size
+        inputs = (torch.zeros((1, 3, size, size), dtype=torch.uint8),)
+        kwargs = {}
+    elif spec.modality == "text":
+        enc = loaded.tokenizer(["probe"], return_tensors="pt")
+        inputs = ()
+        kwargs = {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+        }
+    else:
+        inputs = (torch.zeros((1, int(n_features_in)), dtype=torch.float32),)
+        kwargs = {}
+    was_training = features.training
+    features.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            out = features(*inputs, **kwargs)
+    finally:
+        features.train(was_training)
+    return int(out.shape[-1])
+
+
 class Embedder:
     """Run one feature module over samples, in batches.
 

@@ -40,6 +40,17 @@ from sktransfer.exceptions import InputError, InputWarning
 __all__ = ["PretrainedFeatureExtractor"]
 
 
+def modality_tags(tags, backbone):
+    """Input tags for ``backbone``'s modality (2-D arrays only for tabular)."""
+    try:
+        modality = get_backbone_spec(backbone).modality
+    except Exception:  # an invalid backbone is reported by fit, not by tags
+        modality = "image"
+    tags.input_tags.two_d_array = modality == "tabular"
+    tags.input_tags.string = modality == "text"
+    return tags
+
+
 class PretrainedFeatureExtractor(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
@@ -305,13 +316,7 @@ class PretrainedFeatureExtractor(
         return out, errors
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        try:
-            modality = get_backbone_spec(self.backbone).modality
-        except Exception:  # an invalid backbone is reported by fit, not by tags
-            modality = "image"
-        tags.input_tags.two_d_array = modality == "tabular"
-        tags.input_tags.string = modality == "text"
+        tags = modality_tags(super().__sklearn_tags__(), self.backbone)
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 

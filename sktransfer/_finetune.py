@@ -8,19 +8,30 @@ import tempfile
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_y, _num_samples, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import Callback, Checkpoint, EarlyStopping, EpochScoring
-from skorch.dataset import Dataset, ValidSplit
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    LoadInitState,
+)
+from skorch.dataset import Dataset, ValidSplit, unpack_data
+from skorch.utils import TeeGenerator
 from torch import nn
+from torch.utils.data import Subset
 
-from sktransfer._embed import build_feature_model
-from sktransfer._extractor import PretrainedFeatureExtractor
+from sktransfer._embed import build_feature_model, feature_width
+from sktransfer._extractor import PretrainedFeatureExtractor, modality_tags
 from sktransfer._finetune_module import BatchAugment, TransferModule, trainable_prefixes
 from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples, as_samples, check_texts
-from sktransfer._runtime import resolve_device
+from sktransfer._runtime import autocast, resolve_device, resolve_precision
 from sktransfer.backbones._modules import block_names
 from sktransfer.backbones._registry import get_backbone_spec, load_backbone
 from sktransfer.exceptions import InputError
@@ -31,13 +42,19 @@ STRATEGIES = ("head", "last_n", "full", "gradual")
 
 
 class _SampleDataset(Dataset):
-    """Decodes one image (or passes one text) per item, with its row in errors."""
+    """One sample per item: a decoded image, a text index or a feature row.
 
-    def __init__(self, samples: Samples, y, modality: str, preprocessing):
+    Text batches are tokenised (and padded per batch) by :meth:`collate`, which
+    :meth:`_FineTuneMixin.get_iterator` hands to the ``DataLoader``.
+    """
+
+    def __init__(self, samples: Samples, y, loaded, max_length: int | None = None):
         super().__init__(np.arange(len(samples)), y)
         self.samples = samples
-        self.modality = modality
-        self.pre = preprocessing
+        self.modality = loaded.spec.modality
+        self.pre = loaded.spec.preprocessing
+        self.tokenizer = loaded.tokenizer
+        self.max_length = max_length or getattr(self.pre, "max_length", 512)
 
     def transform(self, X, y):
         i = int(X)
@@ -45,24 +62,21 @@ class _SampleDataset(Dataset):
         if self.modality == "image":
             arr = prepare_image(value, self.samples.row(i), self.pre)
             X = torch.tensor(arr).permute(2, 0, 1).contiguous()
+        elif self.modality == "tabular":
+            X = torch.as_tensor(value, dtype=torch.float32)
         else:
-            X = i  # the collate function tokenises
+            X = i  # collate tokenises the whole batch
         y = torch.as_tensor(0 if y is None else y)
         return X, y
 
+    @property
+    def collate(self):
+        """The ``collate_fn`` for this dataset (None: torch's default)."""
+        return self._collate_texts if self.modality == "text" else None
 
-class _TextCollate:
-    """Tokenise a batch of text indices (picklable, unlike a closure)."""
-
-    def __init__(self, samples: Samples, tokenizer, max_length: int):
-        self.samples = samples
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, batch):
-        idx = [int(i) for i, _ in batch]
+    def _collate_texts(self, batch):
         enc = self.tokenizer(
-            [self.samples.values[i] for i in idx],
+            [self.samples.values[int(i)] for i, _ in batch],
             truncation=True,
             max_length=self.max_length,
             padding=True,
@@ -97,6 +111,23 @@ class _OriginalLabelScorer:
         return get_scorer(self.scoring)(net, X, y)
 
 
+def _bad_callbacks(callbacks) -> bool:
+    """True unless ``callbacks`` is None or a list of skorch callbacks."""
+    if callbacks is None:
+        return False
+    if not isinstance(callbacks, list):
+        return True
+
+    def ok(cb):
+        if isinstance(cb, tuple) and len(cb) == 2 and isinstance(cb[0], str):
+            cb = cb[1]
+        return isinstance(cb, Callback) or (
+            isinstance(cb, type) and issubclass(cb, Callback)
+        )
+
+    return not all(ok(cb) for cb in callbacks)
+
+
 class _FineTuneMixin:
     """Everything the classifier and the regressor share."""
 
@@ -114,7 +145,18 @@ class _FineTuneMixin:
 
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)
+        # skorch lists every attribute not ending in "_"; private state is not a
+        # parameter (and must not travel with clone, e.g. the checkpoint dir).
+        params = {k: v for k, v in params.items() if not k.startswith("_")}
         params["device"] = self.__dict__.get("_device_raw", "auto")
+        for skorch_only in (  # fixed by the estimator, not user parameters
+            "module",
+            "criterion",
+            "optimizer",
+            "train_split",
+            "classes",
+        ):
+            params.pop(skorch_only, None)
         return params
 
     def __getstate__(self):
@@ -130,16 +172,26 @@ class _FineTuneMixin:
             raw = "cpu"
         self.__dict__["_device_raw"] = raw
 
+    def __sklearn_tags__(self):
+        return modality_tags(super().__sklearn_tags__(), self.backbone)
+
     # --------------------------------------------------------- data
     def _spec(self):
         return get_backbone_spec(self.backbone)
 
     def _loaded(self):
-        return load_backbone(self.backbone, self.weights)
+        n_in = self.n_features_in_ if self._spec().modality == "tabular" else None
+        return load_backbone(self.backbone, self.weights, n_features_in=n_in)
 
-    def _samples(self, X) -> Samples:
+    def _samples(self, X, reset: bool) -> Samples:
+        """Validate ``X`` with the extractor's input code (tabular: sklearn's)."""
         spec = self._spec()
+        if spec.modality == "tabular":
+            X = validate_data(self, X, reset=reset, dtype=np.float32)
+            return Samples(X)
         samples = as_samples(X, spec.modality)
+        if reset:
+            self.n_features_in_ = 1
         if spec.modality == "text":
             bad = check_texts(samples)
             if bad:
@@ -152,6 +204,7 @@ class _FineTuneMixin:
             weights=self.weights,
             pooling=self.pooling,
             device=self.__dict__.get("_device_raw", "auto"),
+            precision=self.precision,
             max_length=self.max_length,
             normalize=False,
         )
@@ -162,25 +215,58 @@ class _FineTuneMixin:
         if self.strategy == "head":  # frozen backbone: embed once (cached)
             feats = self._head_extractor_.transform(X)
             return Dataset(feats, y)
-        spec = self._spec()
-        samples = self._samples(X)
-        return _SampleDataset(
-            samples, y, spec.modality, self._loaded().spec.preprocessing
-        )
+        samples = self._samples(X, reset=False)
+        return _SampleDataset(samples, y, self._loaded(), self.max_length)
 
     def get_iterator(self, dataset, training=False):
-        if self.strategy != "head" and self._spec().modality == "text":
-            samples = (
-                dataset.samples
-                if hasattr(dataset, "samples")
-                else dataset.dataset.samples
-            )
-            loaded = self._loaded()
-            max_len = self.max_length or loaded.spec.preprocessing.max_length
-            collate = _TextCollate(samples, loaded.tokenizer, max_len)
-            prefix = "iterator_train" if training else "iterator_valid"
-            setattr(self, f"{prefix}__collate_fn", collate)
-        return super().get_iterator(dataset, training=training)
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        collate = getattr(base, "collate", None)
+        if collate is not None:
+            kwargs.setdefault("collate_fn", collate)
+        generator = getattr(self, "_shuffle_generator", None)
+        if training and generator is not None:  # seeded shuffling (random_state)
+            kwargs.setdefault("generator", generator)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, **kwargs)
+
+    # --------------------------------------------------------- precision
+    def _amp(self):
+        device = torch.device(self.device)
+        return device, resolve_precision(self.precision, device)
+
+    def infer(self, x, **fit_params):
+        device, dtype = self._amp()
+        with autocast(device, dtype):
+            out = super().infer(x, **fit_params)
+        return out.float()
+
+    def train_step(self, batch, **fit_params):
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        # fp16: scale the loss so small gradients do not underflow, unscale before
+        # the step (skip it on inf/NaN), as in torch.amp's recipe.
+        self._zero_grad_optimizer()
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(self.optimizer_)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        scaler.step(self.optimizer_)
+        scaler.update()
+        return {"loss": loss, "y_pred": y_pred}
 
     # --------------------------------------------------------- module
     def initialize_module(self):
@@ -199,15 +285,8 @@ class _FineTuneMixin:
             features = build_feature_model(
                 loaded, copy.deepcopy(loaded.model), pooling=self.pooling
             )
-            n_in = (
-                PretrainedFeatureExtractor(
-                    self.backbone,
-                    weights=self.weights,
-                    pooling=self.pooling,
-                    cache=None,
-                )
-                .fit(self._probe_X())
-                ._n_features_out
+            n_in = feature_width(
+                features, loaded, getattr(self, "n_features_in_", None)
             )
             augment = None
             if loaded.spec.modality == "image" and self.augment is not False:
@@ -229,6 +308,8 @@ class _FineTuneMixin:
         spec = self._spec()
         if spec.modality == "text":
             return ["probe"]
+        if spec.modality == "tabular":
+            return np.zeros((1, self.n_features_in_), np.float32)
         return [np.zeros((8, 8, 3), np.uint8)]
 
     def initialize_optimizer(self, *args, **kwargs):
@@ -257,6 +338,10 @@ class _FineTuneMixin:
         self.optimizer_ = self.optimizer(
             groups, lr=self.lr, weight_decay=self.weight_decay
         )
+        device, dtype = self._amp()
+        self.grad_scaler_ = (
+            torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        )
         return self
 
     def get_default_callbacks(self):
@@ -271,9 +356,32 @@ class _FineTuneMixin:
             callbacks.append((name, cb))
         if self.strategy == "gradual":
             callbacks.append(("gradual_unfreeze", _GradualUnfreeze()))
-        return callbacks
+        return callbacks + self._extra_callbacks()
 
-    def _extra_callbacks(self, scoring_name: str, lower_is_better: bool):
+    def set_params(self, **params):
+        if "callbacks" in params and _bad_callbacks(params["callbacks"]):
+            self.callbacks = params.pop("callbacks")  # fit reports the bad value
+        return super().set_params(**params)
+
+    def _initialize_callbacks(self):
+        if _bad_callbacks(self.callbacks):
+            return self  # set_params never raises; fit reports the bad value
+        return super()._initialize_callbacks()
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if not self.valid_size:
+            return dataset, None
+        split = ValidSplit(
+            self.valid_size,
+            stratified=self._stratified(),
+            random_state=self.random_state,
+        )
+        return split(dataset, y, **fit_params)
+
+    def _extra_callbacks(self):
+        scoring_name = self.scoring if isinstance(self.scoring, str) else "score"
+        lower_is_better = False  # scikit-learn scorers: greater is better
         extra = []
         if self.valid_size:
             extra.append(
@@ -298,8 +406,15 @@ class _FineTuneMixin:
                         ),
                     )
                 )
-        if self.checkpoint_dir is not None:
-            extra.append(("checkpoint", Checkpoint(dirname=self._checkpoint_path())))
+        if isinstance(self.checkpoint_dir, (str, os.PathLike)):  # else: fit raises
+            # best epoch on validation loss, or every epoch without validation
+            checkpoint = Checkpoint(
+                dirname=self._checkpoint_path(),
+                monitor="valid_loss_best" if self.valid_size else None,
+            )
+            extra.append(("checkpoint", checkpoint))
+            if self.checkpoint_dir != "auto":  # a directory of the user's: resume
+                extra.append(("resume", LoadInitState(checkpoint)))
         return extra
 
     def _checkpoint_path(self) -> str:
@@ -310,25 +425,59 @@ class _FineTuneMixin:
         return os.fspath(self.checkpoint_dir)
 
     # --------------------------------------------------------- fit
-    def _fit_common(self, X, y, scoring_name, lower_is_better, fit, **fit_params):
-        self.train_split = (
-            ValidSplit(
-                self.valid_size,
-                stratified=self._stratified(),
-                random_state=self.random_state,
-            )
-            if self.valid_size
-            else None
-        )
-        self.callbacks = list(self.user_callbacks or []) + self._extra_callbacks(
-            scoring_name, lower_is_better
-        )
+    def _fit_common(self, X, y, fit, **fit_params):
         seed = self.random_state
         with torch.random.fork_rng(devices=[]):  # never touches the global RNG
             if seed is not None:
                 torch.manual_seed(seed)
-                self.iterator_train__generator = torch.Generator().manual_seed(seed)
+            self._shuffle_generator = (
+                None if seed is None else torch.Generator().manual_seed(seed)
+            )
             return fit(X, y, **fit_params)
+
+    def _check_fit_input(self, X, y, fit_params, partial: bool):
+        """Validate ``X`` (tabular: sets ``n_features_in_``) and ``y``'s presence."""
+        name = type(self).__name__
+        if "sample_weight" in fit_params:
+            raise TypeError(
+                f"{name}.fit does not support sample_weight; weight classes with "
+                "class_weight= (e.g. 'balanced') instead."
+            )
+        if y is None:
+            raise ValueError(
+                f"{name} requires y to be passed, but the target y is None."
+            )
+        if _bad_callbacks(self.callbacks):
+            raise TypeError(
+                "callbacks must be None or a list of skorch callbacks (or "
+                f"(name, callback) pairs); got {self.callbacks!r}."
+            )
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise ValueError(
+                "checkpoint_dir must be None, 'auto' or a directory path; got "
+                f"{self.checkpoint_dir!r}."
+            )
+        if isinstance(X, Dataset):
+            return
+        reset = not (
+            getattr(self, "initialized_", False) and (self.warm_start or partial)
+        )
+        samples = self._samples(X, reset=reset)
+        if len(samples) == 0:
+            raise ValueError(f"{name} got 0 samples; fit needs at least 2.")
+        if _num_samples(y) != len(samples):
+            raise ValueError(
+                f"X has {len(samples)} samples but y has {_num_samples(y)}; they "
+                "must match."
+            )
+
+    def _check_fitted(self):
+        if not getattr(self, "initialized_", False):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit first."
+            )
 
 
 class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
@@ -450,7 +599,7 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_split=None,
-            callbacks=None,
+            callbacks=callbacks,
             verbose=verbose,
             device=device,
             **kwargs,
@@ -473,26 +622,6 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         self.precision = precision
         self.max_length = max_length
         self.random_state = random_state
-        self.user_callbacks = callbacks
-
-    def get_params(self, deep=True, **kwargs):
-        params = super().get_params(deep=deep, **kwargs)
-        params["callbacks"] = self.user_callbacks
-        for skorch_only in (
-            "module",
-            "criterion",
-            "optimizer",
-            "train_split",
-            "user_callbacks",
-            "classes",
-        ):
-            params.pop(skorch_only, None)
-        return params
-
-    def set_params(self, **params):
-        if "callbacks" in params:
-            self.user_callbacks = params.pop("callbacks")
-        return super().set_params(**params)
 
     def _stratified(self):
         return True
@@ -518,29 +647,31 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         )
         return self
 
-    def _encode(self, y):
-        if y is None:
-            raise ValueError("FineTunedClassifier needs y.")
+    def _encode(self, y, classes=None, keep: bool = False):
         y = np.asarray(y)
-        if not hasattr(self, "label_encoder_") or not (
-            self.warm_start and self.initialized_
-        ):
-            self.label_encoder_ = LabelEncoder().fit(y)
+        check_classification_targets(y)
+        if not keep or not hasattr(self, "label_encoder_"):
+            self.label_encoder_ = LabelEncoder().fit(
+                y if classes is None else np.asarray(classes)
+            )
         classes = self.label_encoder_.classes_
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class ({classes[0]!r}); a classifier needs at "
-                "least two. Check the labels (e.g. after filtering)."
+                f"y has one class ({classes[0]!r}); a classifier needs at least "
+                "two. Check the labels (e.g. after filtering)."
             )
         unknown = set(np.unique(y)) - set(classes)
         if unknown:
             raise ValueError(
-                f"y has labels {sorted(unknown)} not seen in the first fit."
+                f"y has labels {sorted(unknown)} not seen in the first fit "
+                f"(classes: {classes.tolist()})."
             )
         return self.label_encoder_.transform(y).astype(np.int64)
 
     @property
     def classes_(self):
+        if not hasattr(self, "label_encoder_"):
+            raise AttributeError("classes_ is set by fit")
         return self.label_encoder_.classes_
 
     @classes_.setter
@@ -548,31 +679,29 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         pass
 
     def fit(self, X, y=None, **fit_params):
-        y_enc = self._encode(y)
+        self._check_fit_input(X, y, fit_params, partial=False)
+        keep = self.warm_start and getattr(self, "initialized_", False)
+        y_enc = self._encode(y, keep=keep)
         self._y_encoded = y_enc
-        return self._fit_common(
-            X, y_enc, self.scoring, False, super().fit, **fit_params
-        )
+        return self._fit_common(X, y_enc, super().fit, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        if fit_params.get("_routing_method") == "fit":  # skorch's fit: y encoded
+        if fit_params.get("_routing_method") == "fit":  # from skorch's fit: encoded
             return super().partial_fit(X, y, classes=classes, **fit_params)
-        if not hasattr(self, "label_encoder_"):
-            self.label_encoder_ = LabelEncoder().fit(
-                classes if classes is not None else y
-            )
-        y_enc = self.label_encoder_.transform(np.asarray(y)).astype(np.int64)
+        self._check_fit_input(X, y, fit_params, partial=True)
+        keep = getattr(self, "initialized_", False)
+        y_enc = self._encode(y, classes=classes, keep=keep)
         self._y_encoded = y_enc
-        return self._fit_common(
-            X, y_enc, self.scoring, False, super().partial_fit, **fit_params
-        )
+        return self._fit_common(X, y_enc, super().partial_fit, **fit_params)
 
     def predict_proba(self, X):
+        self._check_fitted()
         with torch.random.fork_rng(devices=[]):
             return super().predict_proba(X)
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
@@ -628,7 +757,7 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
             max_epochs=max_epochs,
             batch_size=batch_size,
             train_split=None,
-            callbacks=None,
+            callbacks=callbacks,
             verbose=verbose,
             device=device,
             **kwargs,
@@ -649,10 +778,6 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
         self.precision = precision
         self.max_length = max_length
         self.random_state = random_state
-        self.user_callbacks = callbacks
-
-    get_params = FineTunedClassifier.get_params
-    set_params = FineTunedClassifier.set_params
 
     def _stratified(self):
         return False
@@ -660,13 +785,48 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
     def _n_outputs(self):
         return self._n_targets
 
-    def fit(self, X, y=None, **fit_params):
-        y = np.asarray(y, dtype=np.float32)
-        self._squeeze = y.ndim == 1
+    def _targets(self, y, keep: bool):
+        y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float32)
+        if not keep:
+            self._squeeze = y.ndim == 1
         y2 = y.reshape(len(y), -1)
+        if keep and y2.shape[1] != self._n_targets:
+            raise ValueError(
+                f"y has {y2.shape[1]} targets, but this regressor was fitted on "
+                f"{self._n_targets}."
+            )
         self._n_targets = y2.shape[1]
-        return self._fit_common(X, y2, self.scoring, False, super().fit, **fit_params)
+        return y2
+
+    def fit(self, X, y=None, **fit_params):
+        self._check_fit_input(X, y, fit_params, partial=False)
+        keep = self.warm_start and getattr(self, "initialized_", False)
+        y2 = self._targets(y, keep)
+        return self._fit_common(X, y2, super().fit, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if fit_params.get("_routing_method") == "fit":  # from skorch's fit: checked
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        self._check_fit_input(X, y, fit_params, partial=True)
+        y2 = self._targets(y, keep=getattr(self, "initialized_", False))
+        return self._fit_common(X, y2, super().partial_fit, **fit_params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y may be (n_samples, n_targets)
+        return tags
+
+    @property
+    def predict_proba(self):  # a regressor has no probabilities
+        raise AttributeError("FineTunedRegressor has no predict_proba; use predict.")
 
     def predict(self, X):
-        out = super().predict(X)
+        """Predicted targets: shape (n_samples,) or (n_samples, n_targets)."""
+        self._check_fitted()
+        with torch.random.fork_rng(devices=[]):
+            parts = [
+                yp.detach().float().cpu().numpy()
+                for yp in self.forward_iter(X, training=False)
+            ]
+        out = np.concatenate(parts, 0).astype(np.float64)  # sklearn's convention
         return out.ravel() if getattr(self, "_squeeze", False) else out

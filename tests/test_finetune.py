@@ -49,7 +49,7 @@ def test_gapped_integer_labels(images):
 
 def test_single_class_is_an_error(images):
     X, _ = images
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="one class"):
         make().fit(X, ["a"] * len(X))
 
 
@@ -260,3 +260,69 @@ def test_cuda_trained_model_unpickles_on_cpu(images, monkeypatch):
         loaded = pickle.loads(blob)
     assert loaded.device == "cpu" and loaded.get_params()["device"] == "cpu"
     np.testing.assert_allclose(loaded.predict_proba(X), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_training(images, precision):
+    X, y = images
+    clf = make(strategy="full", precision=precision)
+    seen = []
+    clf.fit(X, y)
+    handle = clf.module_.head.register_forward_hook(
+        lambda m, i, o: seen.append(o.dtype)
+    )
+    clf.partial_fit(X, y)
+    handle.remove()
+    expected = torch.bfloat16 if precision == "bf16" else torch.float16
+    assert seen and set(seen) == {expected}  # autocast was on in training
+    assert all(p.dtype == torch.float32 for p in clf.module_.parameters())
+    assert (clf.grad_scaler_ is not None) == (precision == "fp16")
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float32 and np.isfinite(proba).all()
+    ref = make(strategy="full").fit(X, y).predict_proba(X)
+    assert not np.array_equal(proba, ref)  # really computed in lower precision
+    assert np.allclose(proba, ref, atol=0.2)
+
+
+def test_checkpoint_resume(images, tmp_path):
+    X, y = images
+    first = make(checkpoint_dir=tmp_path, max_epochs=2).fit(X, y)
+    assert len(first.history) == 2
+    resumed = make(checkpoint_dir=tmp_path, max_epochs=1)
+    resumed.fit(X, y)  # loads the checkpoint (params, optimizer, history) first
+    assert len(resumed.history) == 3
+    assert resumed.history[-1, "epoch"] == 3
+
+
+def test_bad_fit_arguments_have_clear_errors(images):
+    X, y = images
+    with pytest.raises(TypeError, match="sample_weight"):
+        make().fit(X, y, sample_weight=np.ones(len(y)))
+    with pytest.raises(TypeError, match="callbacks must be None or a list"):
+        make(callbacks=[1]).fit(X, y)
+    with pytest.raises(ValueError, match="checkpoint_dir must be"):
+        make(checkpoint_dir=3).fit(X, y)
+    with pytest.raises(ValueError, match="X has 24 samples but y has 3"):
+        make().fit(X, y[:3])
+    with pytest.raises(ValueError, match="requires y"):
+        make().fit(X)
+
+
+def test_tabular_fine_tuning_and_regressor_has_no_proba(rng):
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = FineTunedClassifier(
+        "test-mlp",
+        strategy="full",
+        max_epochs=30,
+        lr=0.05,
+        valid_size=None,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.n_features_in_ == 5 and (clf.predict(X) == y).mean() > 0.8
+    with pytest.raises(ValueError, match="5 features"):
+        clf.predict(X[:, :3])
+    reg = FineTunedRegressor("test-mlp", strategy="full", max_epochs=1, valid_size=None)
+    reg.fit(X, X[:, 0])
+    assert not hasattr(reg, "predict_proba")
+    assert reg.predict(X).dtype == np.float64
