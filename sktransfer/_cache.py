@@ -245,3 +245,21 @@ def get_cache(cache: Any) -> MemoryCache | DiskCache | None:
 def clear_memory_cache() -> None:
     """Empty the process-wide in-memory embedding cache."""
     _MEMORY.clear()
+
+
+def memory_cache() -> MemoryCache:
+    """The process-wide in-memory cache behind ``cache="memory"``.
+
+    Read its ``hits`` / ``misses``, or size it: a new ``max_bytes`` applies from
+    the next insertion (least recently used rows go first).
+
+    Examples
+    --------
+    >>> from sktransfer import memory_cache
+    >>> store = memory_cache()
+    >>> store.max_bytes = 256 * 2**20  # 256 MiB instead of the default 1 GiB
+    >>> store.max_bytes
+    268435456
+    >>> store.max_bytes = 2**30
+    """
+    return _MEMORY

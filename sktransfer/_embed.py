@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +48,13 @@ def model_on_device(loaded: LoadedBackbone, device: torch.device) -> nn.Module:
         return _DEVICE_COPIES[key]
 
 
+def forget_models() -> None:
+    """Drop the device copies and compiled models (with ``clear_loaded``)."""
+    with _LOCK:
+        _DEVICE_COPIES.clear()
+        _COMPILED.clear()
+
+
 def _is_convnet(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -72,6 +79,40 @@ def build_feature_model(
             pooling = spec.preprocessing.pooling
         return TextFeatureModel(model, pooling, layer)
     return TabularFeatureModel(model, layer, pooling)
+
+
+_COMPILED: OrderedDict = OrderedDict()
+MAX_COMPILED = 4
+
+
+def compiled_feature_model(
+    loaded: LoadedBackbone, device: torch.device, layer, pooling: str, options: dict
+) -> nn.Module:
+    """``torch.compile`` of the feature model, built once per process and settings.
+
+    Up to ``MAX_COMPILED`` compiled models are kept (least recently used out), so
+    the folds and grid points of a search compile once.
+    """
+    key = (
+        id(loaded.model),
+        str(device),
+        repr(layer),
+        pooling,
+        repr(sorted(options.items())),
+    )
+    with _LOCK:
+        if key in _COMPILED:
+            _COMPILED.move_to_end(key)
+            return _COMPILED[key]
+    features = build_feature_model(
+        loaded, model_on_device(loaded, device), layer, pooling
+    ).to(device)
+    compiled = torch.compile(features, **options)
+    with _LOCK:
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > MAX_COMPILED:
+            _COMPILED.popitem(last=False)
+    return compiled
 
 
 def feature_width(

@@ -25,7 +25,12 @@ from sktransfer._cache import (
     sample_key,
 )
 from sktransfer._compat import Interval, StrOptions, _fit_context
-from sktransfer._embed import Embedder, build_feature_model, model_on_device
+from sktransfer._embed import (
+    Embedder,
+    build_feature_model,
+    compiled_feature_model,
+    model_on_device,
+)
 from sktransfer._inputs import Samples, as_samples
 from sktransfer._runtime import (
     AutoBatchSize,
@@ -38,6 +43,12 @@ from sktransfer.backbones._spec import BackboneSpec
 from sktransfer.exceptions import InputError, InputWarning
 
 __all__ = ["PretrainedFeatureExtractor"]
+
+
+# Output width per network (weights identity, name, input width), layer and
+# pooling: fit probes once per process, not once per CV fold and grid point.
+# User modules (which may change in place) are always probed.
+_WIDTHS: dict[tuple, int] = {}
 
 
 def modality_tags(tags, backbone):
@@ -111,6 +122,12 @@ class PretrainedFeatureExtractor(
         Show a tqdm progress bar.
     trust_remote_code : bool, default=False
         Allow a Hugging Face model folder to run its own code.
+    compile : bool or dict, default=False
+        Run the network through ``torch.compile`` (worth it on a GPU for large
+        inputs; compiling takes a while). True uses torch's defaults; a dict is
+        passed as ``torch.compile``'s keyword arguments (``{"mode":
+        "max-autotune"}``...). The compiled network is kept per process, so CV
+        folds and grid points compile once. It does not change the cache key.
 
     Attributes
     ----------
@@ -170,6 +187,7 @@ class PretrainedFeatureExtractor(
         ],
         "verbose": ["verbose"],
         "trust_remote_code": ["boolean"],
+        "compile": ["boolean", dict],
     }
 
     def __init__(
@@ -189,6 +207,7 @@ class PretrainedFeatureExtractor(
         num_workers="auto",
         verbose=False,
         trust_remote_code=False,
+        compile=False,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -204,6 +223,7 @@ class PretrainedFeatureExtractor(
         self.num_workers = num_workers
         self.verbose = verbose
         self.trust_remote_code = trust_remote_code
+        self.compile = compile
 
     # ------------------------------------------------------------ sklearn API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -227,10 +247,19 @@ class PretrainedFeatureExtractor(
         self.device_ = resolve_device(self.device)
         loaded = self._loaded(spec)
         self.backbone_spec_ = loaded.spec
-        probe = self._probe_input(loaded.spec)
-        self._n_features_out = self._embed(loaded, probe, list(range(len(probe))))[
-            0
-        ].shape[1]
+        key = (
+            loaded.weights_id,
+            loaded.spec.name,
+            getattr(self, "n_features_in_", None),
+            repr(self.layer),
+            self.pooling,
+        )
+        width = _WIDTHS.get(key)
+        if width is None or loaded.spec.source == "module":
+            probe = self._probe_input(loaded.spec)
+            width = self._embed(loaded, probe, [0])[0].shape[1]
+            _WIDTHS[key] = width
+        self._n_features_out = width
         return self
 
     def transform(self, X):
@@ -371,9 +400,15 @@ class PretrainedFeatureExtractor(
 
     def _embed(self, loaded, samples: Samples, positions: list[int]):
         device, dtype, normalize, max_length = self._settings(loaded)
-        model = build_feature_model(
-            loaded, model_on_device(loaded, device), self.layer, self.pooling
-        ).to(device)
+        if self.compile is not False:
+            options = {} if self.compile is True else dict(self.compile)
+            model = compiled_feature_model(
+                loaded, device, self.layer, self.pooling, options
+            )
+        else:
+            model = build_feature_model(
+                loaded, model_on_device(loaded, device), self.layer, self.pooling
+            ).to(device)
         modality = loaded.spec.modality
         auto = self.batch_size == "auto"
         size = default_batch_size(device, modality) if auto else self.batch_size

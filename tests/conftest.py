@@ -89,6 +89,7 @@ def count_embeds(monkeypatch):
         return original(self, samples, positions, on_error)
 
     monkeypatch.setattr(Embedder, "embed", counting)
+    monkeypatch.setattr("sktransfer._extractor._WIDTHS", {})  # fits probe afresh
     clear_memory_cache()
     yield counter
     clear_memory_cache()

@@ -349,3 +349,20 @@ def test_minilm_equals_sentence_transformers_encode():
     )
     assert cos.min() >= 0.999, cos
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
+
+
+def test_random_weights_are_the_same_network_in_every_load():
+    from sktransfer.backbones._loaded import RANDOM_ID
+    from sktransfer.backbones._registry import clear_loaded
+
+    state = torch.get_rng_state()
+    a = load_backbone("resnet18", "random")
+    clear_loaded()
+    b = load_backbone("resnet18", "random")
+    assert torch.equal(state, torch.get_rng_state())  # global RNG untouched
+    assert a.weights_id == b.weights_id == RANDOM_ID
+    assert a.spec.preprocessing.size == 224  # the architecture's preprocessing
+    for (n, p), (_, q) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(p, q), n

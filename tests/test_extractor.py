@@ -349,3 +349,28 @@ def test_cuda_matches_cpu(image_files, texts):
             clone(est).set_params(device="cuda", precision="bf16").fit(X).transform(X)
         )
         np.testing.assert_allclose(bf16, cpu, atol=0.1)
+
+
+def test_compile_option_compiles_once_and_matches(monkeypatch):
+    import sktransfer._embed as embed
+
+    calls = []
+    real = torch.compile
+
+    def counting(model, **kw):
+        calls.append(kw)
+        return real(model, **kw)
+
+    monkeypatch.setattr(torch, "compile", counting)
+    embed._COMPILED.clear()
+    X = np.random.default_rng(0).integers(0, 255, (6, 40, 40, 3), np.uint8)
+    plain = PretrainedFeatureExtractor("test-cnn", cache=None).fit(X).transform(X)
+    ext = PretrainedFeatureExtractor(
+        "test-cnn", cache=None, compile={"backend": "eager"}, batch_size=3
+    )
+    out = ext.fit(X).transform(X)
+    clone(ext).fit(X).transform(X[:2])  # a clone reuses the compiled network
+    np.testing.assert_allclose(out, plain, atol=1e-5)
+    assert calls == [{"backend": "eager"}]
+    with pytest.raises(ValueError, match="'compile' parameter"):
+        PretrainedFeatureExtractor("test-cnn", compile="yes").fit(X)

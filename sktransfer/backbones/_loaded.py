@@ -9,7 +9,14 @@ from torch import nn
 
 from sktransfer.backbones._spec import BackboneSpec
 
-__all__ = ["LoadedBackbone", "file_identity", "is_random", "weights_path"]
+__all__ = [
+    "RANDOM_ID",
+    "LoadedBackbone",
+    "file_identity",
+    "is_random",
+    "seeded_init",
+    "weights_path",
+]
 
 
 @dataclass
@@ -34,6 +41,28 @@ class LoadedBackbone:
     model: nn.Module
     tokenizer: Any = None
     weights_id: str = "random"
+
+
+RANDOM_ID = "random:seed=0"
+
+
+def seeded_init():
+    """Build a model's random initialisation from seed 0, leaving the global RNG.
+
+    ``weights="random"`` is then the same network in every process, so its
+    embeddings can share a cache key (:data:`RANDOM_ID`).
+    """
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            yield
+
+    return ctx()
 
 
 def is_random(weights: Any) -> bool:

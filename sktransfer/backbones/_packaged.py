@@ -14,9 +14,11 @@ import re
 import torch
 
 from sktransfer.backbones._loaded import (
+    RANDOM_ID,
     LoadedBackbone,
     file_identity,
     is_random,
+    seeded_init,
     weights_path,
 )
 from sktransfer.backbones._spec import BackboneSpec
@@ -98,13 +100,14 @@ def _load_lite0(spec: BackboneSpec, weights) -> LoadedBackbone:
     from sktransfer.backbones._timm import _timm, hf_cache_file, timm_preprocessing
 
     timm = _timm()
-    model = timm.create_model(
-        "efficientnet_lite0", pretrained=False, bn_eps=LITE0_BN_EPS
-    )
+    with seeded_init():
+        model = timm.create_model(
+            "efficientnet_lite0", pretrained=False, bn_eps=LITE0_BN_EPS
+        )
     path = weights_path(weights)
     attempts = Attempts(spec.name)
     if is_random(weights):
-        weights_id = "random"
+        weights_id = RANDOM_ID
     elif path is not None:
         state = load_state_dict(path)
         if any(k.startswith("_blocks.") for k in state):

@@ -450,5 +450,8 @@ def _load(spec, weights, n_features_in, trust_remote_code) -> LoadedBackbone:
 
 def clear_loaded() -> None:
     """Forget every loaded backbone (frees their memory)."""
+    from sktransfer._embed import forget_models  # their device copies too
+
     with _LOCK:
         _LOADED.clear()
+    forget_models()

@@ -8,9 +8,11 @@ Weights come from ``weights=`` (a file), then the Hugging Face cache that timm u
 from __future__ import annotations
 
 from sktransfer.backbones._loaded import (
+    RANDOM_ID,
     LoadedBackbone,
     file_identity,
     is_random,
+    seeded_init,
     weights_path,
 )
 from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
@@ -73,10 +75,11 @@ def load_timm(spec: BackboneSpec, weights=None) -> LoadedBackbone:
     tag = weights if isinstance(weights, str) and not weights_path(weights) else None
     if tag and not is_random(tag):
         arch = f"{arch.split('.')[0]}.{tag}"
-    model = timm.create_model(arch, pretrained=False, **dict(spec.options))
+    with seeded_init():
+        model = timm.create_model(arch, pretrained=False, **dict(spec.options))
     path = weights_path(weights)
     if is_random(weights):
-        weights_id = "random"
+        weights_id = RANDOM_ID
     elif path is not None:
         model.load_state_dict(load_state_dict(path))
         weights_id = file_identity(path)

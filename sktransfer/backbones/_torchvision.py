@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from sktransfer.backbones._loaded import (
+    RANDOM_ID,
     LoadedBackbone,
     file_identity,
     is_random,
+    seeded_init,
     weights_path,
 )
 from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
@@ -61,6 +63,8 @@ def _weights_enum(spec: BackboneSpec, weights):
 
     enum = get_model_weights(spec.model_id)
     tag = weights if isinstance(weights, str) and not weights_path(weights) else None
+    if is_random(tag):  # the architecture's preprocessing, no weights
+        tag = None
     tag = tag or spec.weights or "DEFAULT"
     try:
         return enum[tag] if tag != "DEFAULT" else enum.DEFAULT
@@ -87,13 +91,14 @@ def load_torchvision(spec: BackboneSpec, weights=None) -> LoadedBackbone:
     """Build ``spec.model_id`` and load its weights (path, hub cache, download)."""
     from torchvision.models import get_model
 
-    model = get_model(spec.model_id, weights=None)
+    with seeded_init():
+        model = get_model(spec.model_id, weights=None)
     w = _weights_enum(spec, weights)
     pre = _preprocessing(w)
     attempts = Attempts(spec.name)
     path = weights_path(weights)
     if is_random(weights):
-        weights_id = "random"
+        weights_id = RANDOM_ID
     elif path is not None:
         model.load_state_dict(load_state_dict(path))
         weights_id = file_identity(path)
