@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main"]
@@ -12,7 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sktransfer`` command."""
     parser = argparse.ArgumentParser(prog="sktransfer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="offline demo on packaged data and weights")
+    demo = sub.add_parser("demo", help="offline demo on packaged data and weights")
+    demo.add_argument(
+        "--no-finetune", action="store_true", help="skip the fine-tuning rows"
+    )
+    demo.add_argument("--json", help="also write the rows to this JSON file")
     lst = sub.add_parser("backbones", help="list backbones")
     lst.add_argument("pattern", nargs="?", default="*")
     emb = sub.add_parser("embed", help="embed image files or lines of text to .npy")
@@ -29,9 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
+        import json
+        import platform
+
         from sktransfer._demo import run_demo
 
-        run_demo()
+        rows = run_demo(finetune=not args.no_finetune)
+        if args.json:
+            import torch
+
+            with open(args.json, "w", encoding="utf-8") as f:
+                machine = {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                }
+                json.dump({"machine": machine, "rows": rows}, f, indent=2)
     elif args.command == "backbones":
         from sktransfer.backbones import get_backbone_spec, list_backbones
 
@@ -39,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
             spec = get_backbone_spec(name)
             print(f"{name:<34} {spec.modality:<8} {spec.description}")
     else:
-        import os
-
         import numpy as np
 
         from sktransfer import PretrainedFeatureExtractor

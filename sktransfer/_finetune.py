@@ -28,8 +28,8 @@ from torch.utils.data import Subset
 
 from sktransfer._embed import build_feature_model, feature_width
 from sktransfer._extractor import PretrainedFeatureExtractor, modality_tags
+from sktransfer._finetune_data import LengthGroupedBatchSampler, SampleDataset
 from sktransfer._finetune_module import BatchAugment, TransferModule, trainable_prefixes
-from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples, as_samples, check_texts
 from sktransfer._runtime import autocast, resolve_device, resolve_precision
 from sktransfer.backbones._modules import block_names
@@ -39,51 +39,6 @@ from sktransfer.exceptions import InputError
 __all__ = ["FineTunedClassifier", "FineTunedRegressor"]
 
 STRATEGIES = ("head", "last_n", "full", "gradual")
-
-
-class _SampleDataset(Dataset):
-    """One sample per item: a decoded image, a text index or a feature row.
-
-    Text batches are tokenised (and padded per batch) by :meth:`collate`, which
-    :meth:`_FineTuneMixin.get_iterator` hands to the ``DataLoader``.
-    """
-
-    def __init__(self, samples: Samples, y, loaded, max_length: int | None = None):
-        super().__init__(np.arange(len(samples)), y)
-        self.samples = samples
-        self.modality = loaded.spec.modality
-        self.pre = loaded.spec.preprocessing
-        self.tokenizer = loaded.tokenizer
-        self.max_length = max_length or getattr(self.pre, "max_length", 512)
-
-    def transform(self, X, y):
-        i = int(X)
-        value = self.samples.values[i]
-        if self.modality == "image":
-            arr = prepare_image(value, self.samples.row(i), self.pre)
-            X = torch.tensor(arr).permute(2, 0, 1).contiguous()
-        elif self.modality == "tabular":
-            X = torch.as_tensor(value, dtype=torch.float32)
-        else:
-            X = i  # collate tokenises the whole batch
-        y = torch.as_tensor(0 if y is None else y)
-        return X, y
-
-    @property
-    def collate(self):
-        """The ``collate_fn`` for this dataset (None: torch's default)."""
-        return self._collate_texts if self.modality == "text" else None
-
-    def _collate_texts(self, batch):
-        enc = self.tokenizer(
-            [self.samples.values[int(i)] for i, _ in batch],
-            truncation=True,
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        X = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        return X, torch.stack([y for _, y in batch])
 
 
 class _GradualUnfreeze(Callback):
@@ -216,7 +171,7 @@ class _FineTuneMixin:
             feats = self._head_extractor_.transform(X)
             return Dataset(feats, y)
         samples = self._samples(X, reset=False)
-        return _SampleDataset(samples, y, self._loaded(), self.max_length)
+        return SampleDataset(samples, y, self._loaded(), self.max_length)
 
     def get_iterator(self, dataset, training=False):
         base = dataset.dataset if isinstance(dataset, Subset) else dataset
@@ -231,6 +186,15 @@ class _FineTuneMixin:
         generator = getattr(self, "_shuffle_generator", None)
         if training and generator is not None:  # seeded shuffling (random_state)
             kwargs.setdefault("generator", generator)
+        lengths = getattr(base, "lengths", None)
+        if training and lengths is not None and kwargs.get("shuffle", True):
+            # texts: batches of similar length (less padding), in random order
+            if isinstance(dataset, Subset):
+                lengths = lengths[np.asarray(dataset.indices)]
+            kwargs["batch_sampler"] = LengthGroupedBatchSampler(
+                lengths, kwargs.pop("batch_size"), kwargs.pop("generator", None)
+            )
+            kwargs.pop("shuffle", None)
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, **kwargs)
 

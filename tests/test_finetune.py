@@ -326,3 +326,31 @@ def test_tabular_fine_tuning_and_regressor_has_no_proba(rng):
     reg.fit(X, X[:, 0])
     assert not hasattr(reg, "predict_proba")
     assert reg.predict(X).dtype == np.float64
+
+
+def test_text_batches_are_grouped_by_length(texts):
+    from sktransfer._finetune_data import LengthGroupedBatchSampler
+
+    X, y = texts
+    clf = FineTunedClassifier(
+        "test-text",
+        strategy="full",
+        max_epochs=1,
+        batch_size=4,
+        valid_size=None,
+        random_state=0,
+    ).fit(X, y)
+    dataset = clf.get_dataset(X, y)
+    it = clf.get_iterator(dataset, training=True)
+    assert isinstance(it.batch_sampler, LengthGroupedBatchSampler)
+    batches = list(it.batch_sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(X)))  # each once
+    lengths = dataset.lengths
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    rand = np.random.default_rng(0).permutation(len(X))
+    spread_random = np.mean(
+        [np.ptp(lengths[rand[i : i + 4]]) for i in range(0, len(X), 4)]
+    )
+    assert spread <= spread_random
+    valid = clf.get_iterator(dataset, training=False)  # prediction keeps the order
+    assert not isinstance(valid.batch_sampler, LengthGroupedBatchSampler)

@@ -1,0 +1,113 @@
+"""Data for the fine-tuners: one sample per item, and length-grouped text batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch.dataset import Dataset
+
+from sktransfer._images import prepare_image
+from sktransfer._inputs import Samples
+
+__all__ = ["LengthGroupedBatchSampler", "SampleDataset"]
+
+
+class SampleDataset(Dataset):
+    """One sample per item: a decoded image, a text index or a feature row.
+
+    Text batches are tokenised (and padded per batch) by :meth:`collate`, which
+    :meth:`_FineTuneMixin.get_iterator` hands to the ``DataLoader``.
+    """
+
+    def __init__(self, samples: Samples, y, loaded, max_length: int | None = None):
+        super().__init__(np.arange(len(samples)), y)
+        self.samples = samples
+        self.modality = loaded.spec.modality
+        self.pre = loaded.spec.preprocessing
+        self.tokenizer = loaded.tokenizer
+        self.max_length = max_length or getattr(self.pre, "max_length", 512)
+        self.lengths = None
+        if self.modality == "text":  # token counts, for length-grouped batches
+            ids = self.tokenizer(
+                list(samples.values), truncation=True, max_length=self.max_length
+            )["input_ids"]
+            self.lengths = np.array([len(x) for x in ids])
+
+    def transform(self, X, y):
+        i = int(X)
+        value = self.samples.values[i]
+        if self.modality == "image":
+            arr = prepare_image(value, self.samples.row(i), self.pre)
+            X = torch.tensor(arr).permute(2, 0, 1).contiguous()
+        elif self.modality == "tabular":
+            X = torch.as_tensor(value, dtype=torch.float32)
+        else:
+            X = i  # collate tokenises the whole batch
+        y = torch.as_tensor(0 if y is None else y)
+        return X, y
+
+    @property
+    def collate(self):
+        """The ``collate_fn`` for this dataset (None: torch's default)."""
+        return self._collate_texts if self.modality == "text" else None
+
+    def _collate_texts(self, batch):
+        enc = self.tokenizer(
+            [self.samples.values[int(i)] for i, _ in batch],
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        X = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return X, torch.stack([y for _, y in batch])
+
+
+class LengthGroupedBatchSampler:
+    """Random batches of texts of similar length (less padding, same data).
+
+    Each epoch the indices are shuffled, cut into pools of ``50 * batch_size``,
+    each pool is sorted by length and cut into batches, and the batches are
+    shuffled: every sample is seen once per epoch, as with ``shuffle=True``, but a
+    batch pads to a length close to its texts' own (the idea of Hugging Face
+    Trainer's ``group_by_length``).
+
+    Parameters
+    ----------
+    lengths : array of int
+        Token count of each sample.
+    batch_size : int
+    generator : torch.Generator, optional
+        For reproducible epochs.
+
+    Examples
+    --------
+    >>> sampler = LengthGroupedBatchSampler([5, 1, 4, 2, 3, 6], 2)
+    >>> batches = list(sampler)
+    >>> sorted(i for b in batches for i in b)
+    [0, 1, 2, 3, 4, 5]
+    >>> len(sampler)
+    3
+    """
+
+    POOL = 50
+
+    def __init__(self, lengths, batch_size: int, generator=None):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = int(batch_size)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        n, bs = len(self.lengths), self.batch_size
+        perm = torch.randperm(n, generator=self.generator).numpy()
+        pool = self.POOL * bs
+        batches = []
+        for lo in range(0, n, pool):
+            chunk = perm[lo : lo + pool]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+        order = torch.randperm(len(batches), generator=self.generator).tolist()
+        return iter([batches[i] for i in order])

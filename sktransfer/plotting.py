@@ -1,0 +1,152 @@
+"""Learning curves of a fitted fine-tuner, drawn with matplotlib.
+
+Follows scikit-learn's *Display* pattern (``LearningCurveDisplay``,
+``RocCurveDisplay``): :meth:`LearningCurvesDisplay.from_estimator` reads the
+skorch history of a fitted :class:`~sktransfer.FineTunedClassifier` /
+:class:`~sktransfer.FineTunedRegressor` and draws it; the display keeps the
+numbers (``epochs``, ``losses``, ``scores``) and the matplotlib objects.
+matplotlib is imported only when drawing (``pip install sktransfer[plot]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LearningCurvesDisplay"]
+
+_LOSSES = ("train_loss", "valid_loss")
+
+
+class LearningCurvesDisplay:
+    """Train / validation loss and validation scores per epoch.
+
+    Parameters
+    ----------
+    epochs : ndarray of shape (n_epochs,)
+    losses : dict of str to ndarray
+        ``"train_loss"`` and, with a validation split, ``"valid_loss"``.
+    scores : dict of str to ndarray
+        Every ``valid_*`` score recorded each epoch (``valid_acc``,
+        ``valid_f1_macro``...); NaN where an epoch has none.
+    best_epoch : int or None
+        The epoch whose weights were kept by early stopping, if any.
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    axes_ : ndarray of matplotlib Axes
+        The loss panel, then the score panel when there are scores.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sktransfer import FineTunedClassifier
+    >>> from sktransfer.plotting import LearningCurvesDisplay
+    >>> X = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3), np.uint8)
+    >>> clf = FineTunedClassifier("test-cnn", strategy="full", max_epochs=3,
+    ...                           valid_size=0.25, random_state=0)
+    >>> clf = clf.fit(X, [0, 1] * 8)
+    >>> display = LearningCurvesDisplay.from_estimator(clf)
+    >>> display.epochs.tolist(), sorted(display.losses)
+    ([1, 2, 3], ['train_loss', 'valid_loss'])
+    >>> len(display.axes_)
+    2
+    """
+
+    def __init__(self, epochs, losses, scores, best_epoch=None):
+        self.epochs = np.asarray(epochs)
+        self.losses = dict(losses)
+        self.scores = dict(scores)
+        self.best_epoch = best_epoch
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, title=None):
+        """Read ``estimator.history_`` and plot it.
+
+        Parameters
+        ----------
+        estimator : fitted FineTunedClassifier or FineTunedRegressor
+            Or any fitted skorch net.
+        ax : matplotlib Axes or sequence of two Axes, default=None
+            Where to draw; None makes a new figure (one or two panels).
+        title : str, default=None
+
+        Returns
+        -------
+        LearningCurvesDisplay
+        """
+        history = getattr(estimator, "history_", None)
+        if history is None or len(history) == 0:
+            raise ValueError(
+                f"{type(estimator).__name__} has no training history: fit it first."
+            )
+        epochs = np.array([row["epoch"] for row in history])
+        keys = set().union(*(row.keys() for row in history))
+
+        def column(key):
+            return np.array([row.get(key, np.nan) for row in history], dtype=float)
+
+        losses = {k: column(k) for k in _LOSSES if k in keys}
+        scores = {
+            k: column(k)
+            for k in sorted(keys)
+            if k.startswith("valid_")
+            and k not in _LOSSES
+            and not k.endswith("_best")
+            and np.isfinite(column(k)).any()
+        }
+        best = None
+        stopper = dict(getattr(estimator, "callbacks_", [])).get("early_stopping")
+        if stopper is not None and stopper.monitor in keys:  # the weights kept
+            values = column(stopper.monitor)
+            if np.isfinite(values).any():
+                pick = np.nanargmin if stopper.lower_is_better else np.nanargmax
+                best = int(epochs[pick(values)])
+        display = cls(epochs, losses, scores, best)
+        return display.plot(ax=ax, title=title)
+
+    def plot(self, ax=None, *, title=None):
+        """Draw the curves.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes or sequence of Axes, default=None
+        title : str, default=None
+
+        Returns
+        -------
+        self
+        """
+        import matplotlib.pyplot as plt
+
+        n_panels = 2 if self.scores else 1
+        if ax is None:
+            fig, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 3.6))
+            axes = np.atleast_1d(axes)
+        else:
+            axes = np.atleast_1d(ax)
+            if len(axes) < n_panels:
+                raise ValueError(
+                    f"Need {n_panels} axes (losses, scores); got {len(axes)}."
+                )
+            fig = axes[0].figure
+        for name, values in self.losses.items():
+            axes[0].plot(self.epochs, values, marker="o", label=name)
+        axes[0].set_xlabel("epoch")
+        axes[0].set_ylabel("loss")
+        if n_panels == 2:
+            for name, values in self.scores.items():
+                axes[1].plot(self.epochs, values, marker="o", label=name)
+            axes[1].set_xlabel("epoch")
+            axes[1].set_ylabel("validation score")
+        for a in axes[:n_panels]:
+            if self.best_epoch is not None:
+                a.axvline(self.best_epoch, color="grey", ls="--", lw=1)
+            a.grid(alpha=0.3)
+            a.legend()
+        if title:
+            fig.suptitle(title)
+        self.figure_, self.axes_ = fig, axes[:n_panels]
+        return self
