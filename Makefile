@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # takes them from the machine's local wheel store when it has one.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test docs clean
+.PHONY: install demo test bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+# the benchmarks: JSON in benchmarks/results/, the table in docs/performance.md
+bench: install
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/run.py
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
