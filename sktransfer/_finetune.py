@@ -495,13 +495,16 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
         Early stopping on ``scoring`` after ``patience`` epochs without progress;
         the best weights are restored.
     checkpoint_dir : str, path, "auto" or None, default=None
-        Save the best parameters there each epoch (skorch ``Checkpoint``); resume
-        with ``initialize()`` then ``load_params(checkpoint=net.callbacks_...)``.
-        ``"auto"`` is a fresh temporary directory per estimator, so parallel CV
-        never collides.
+        Save the best epoch there (skorch ``Checkpoint``; on ``valid_loss``, or
+        every epoch without validation). A directory of yours also resumes:
+        ``fit`` first loads the parameters, optimizer and history saved there,
+        then trains ``max_epochs`` more. ``"auto"`` is a fresh temporary
+        directory per estimator (no resuming), so parallel CV never collides.
     device : str, default="auto"
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Reserved for mixed precision on GPU; fp32 on the CPU.
+        Forward passes under ``torch.autocast`` in that dtype (weights and
+        optimizer stay float32; fp16 scales the loss with a ``GradScaler``).
+        ``"auto"``: bf16 on a GPU that supports it, else fp16; fp32 on the CPU.
     max_length : int, default=None
         Token limit for text backbones.
     random_state : int or None, default=None

@@ -94,7 +94,7 @@ class LearningCurvesDisplay:
             for k in sorted(keys)
             if k.startswith("valid_")
             and k not in _LOSSES
-            and not k.endswith("_best")
+            and not k.endswith(("_best", "_count"))  # skorch's bookkeeping
             and np.isfinite(column(k)).any()
         }
         best = None

@@ -18,6 +18,54 @@ def test_loaders_read_packaged_data():
 
 
 def test_every_task_has_a_baseline_and_a_backbone():
-    for _, _, models in _tasks():
+    tasks = _tasks()
+    for _, _, models in tasks:
         names = [n for n, _ in models]
-        assert len(names) == 2 and "frozen" in names[1]
+        assert "frozen" in names[1] and "frozen" not in names[0]
+    finetuned = {
+        task: [n for n, _ in models if n.startswith("fine-tuned")]
+        for task, _, models in tasks
+    }
+    assert [len(v) for v in finetuned.values()] == [1, 0, 1]  # faces and reviews
+
+
+def test_demo_without_finetuning_prints_a_row_per_model(monkeypatch):
+    from sklearn.dummy import DummyClassifier
+
+    import sktransfer._demo as demo
+
+    tiny = [
+        (
+            "task A",
+            lambda: (np.zeros((10, 2)), np.arange(10) % 2),
+            [("baseline", DummyClassifier), ("fine-tuned x", DummyClassifier)],
+        ),
+    ]
+    monkeypatch.setattr(demo, "_tasks", lambda: tiny)
+    lines = []
+    rows = demo.run_demo(print_fn=lines.append, finetune=False)
+    assert [r["model"] for r in rows] == ["baseline"]
+    assert rows[0]["accuracy"] == 0.5 and "baseline" in lines[-1]
+
+
+def test_demo_cli_writes_json(monkeypatch, tmp_path, capsys):
+    import json
+
+    from sklearn.dummy import DummyClassifier
+
+    import sktransfer._demo as demo
+    from sktransfer.__main__ import main
+
+    tiny = [
+        (
+            "task A",
+            lambda: (np.zeros((10, 2)), np.arange(10) % 2),
+            [("baseline", DummyClassifier)],
+        )
+    ]
+    monkeypatch.setattr(demo, "_tasks", lambda: tiny)
+    out = tmp_path / "demo.json"
+    assert main(["demo", "--no-finetune", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["rows"][0]["model"] == "baseline" and data["machine"]["cores"] >= 1
+    assert "task A" in capsys.readouterr().out
