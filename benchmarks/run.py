@@ -1,6 +1,6 @@
 """Run the benchmarks (each in its own process), then write the docs table.
 
-python benchmarks/run.py                 # all of them (~15 min on 2 CPU cores)
+python benchmarks/run.py                 # all of them (~20 min on 2 CPU cores)
 python benchmarks/run.py images text     # some of them
 python benchmarks/run.py --report-only   # only rewrite docs/performance.md
 """
