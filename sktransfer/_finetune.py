@@ -86,8 +86,6 @@ def _bad_callbacks(callbacks) -> bool:
 class _FineTuneMixin:
     """Everything the classifier and the regressor share."""
 
-    _raw_params = ("device",)
-
     # --------------------------------------------------------- device param
     @property
     def device(self):
@@ -280,23 +278,12 @@ class _FineTuneMixin:
         backbone_lr = self.backbone_lr
         if backbone_lr is None:
             backbone_lr = self.lr * 0.1
+        backbone, head = [], []
+        for name, param in self.module_.named_parameters():
+            (backbone if name.startswith("backbone.") else head).append(param)
         groups = [
-            {
-                "params": [
-                    p
-                    for n, p in self.module_.named_parameters()
-                    if n.startswith("backbone.")
-                ],
-                "lr": backbone_lr,
-            },
-            {
-                "params": [
-                    p
-                    for n, p in self.module_.named_parameters()
-                    if not n.startswith("backbone.")
-                ],
-                "lr": self.lr,
-            },
+            {"params": backbone, "lr": backbone_lr},
+            {"params": head, "lr": self.lr},
         ]
         groups = [g for g in groups if g["params"]]
         self.optimizer_ = self.optimizer(
@@ -398,6 +385,19 @@ class _FineTuneMixin:
                 None if seed is None else torch.Generator().manual_seed(seed)
             )
             return fit(X, y, **fit_params)
+
+    def fit(self, X, y=None, **fit_params):
+        self._check_fit_input(X, y, fit_params, partial=False)
+        keep = self.warm_start and getattr(self, "initialized_", False)
+        y = self._prepare_y(y, None, keep)
+        return self._fit_common(X, y, super().fit, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if fit_params.get("_routing_method") == "fit":  # from fit: y is prepared
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        self._check_fit_input(X, y, fit_params, partial=True)
+        y = self._prepare_y(y, classes, getattr(self, "initialized_", False))
+        return self._fit_common(X, y, super().partial_fit, **fit_params)
 
     def _check_fit_input(self, X, y, fit_params, partial: bool):
         """Validate ``X`` (tabular: sets ``n_features_in_``) and ``y``'s presence."""
@@ -645,21 +645,9 @@ class FineTunedClassifier(_FineTuneMixin, NeuralNetClassifier):
     def classes_(self, value):  # skorch may try to set it; ours comes from y
         pass
 
-    def fit(self, X, y=None, **fit_params):
-        self._check_fit_input(X, y, fit_params, partial=False)
-        keep = self.warm_start and getattr(self, "initialized_", False)
-        y_enc = self._encode(y, keep=keep)
-        self._y_encoded = y_enc
-        return self._fit_common(X, y_enc, super().fit, **fit_params)
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        if fit_params.get("_routing_method") == "fit":  # from skorch's fit: encoded
-            return super().partial_fit(X, y, classes=classes, **fit_params)
-        self._check_fit_input(X, y, fit_params, partial=True)
-        keep = getattr(self, "initialized_", False)
-        y_enc = self._encode(y, classes=classes, keep=keep)
-        self._y_encoded = y_enc
-        return self._fit_common(X, y_enc, super().partial_fit, **fit_params)
+    def _prepare_y(self, y, classes, keep: bool):
+        self._y_encoded = self._encode(y, classes=classes, keep=keep)
+        return self._y_encoded
 
     def predict_proba(self, X):
         self._check_fitted()
@@ -752,7 +740,7 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
     def _n_outputs(self):
         return self._n_targets
 
-    def _targets(self, y, keep: bool):
+    def _prepare_y(self, y, classes, keep: bool):  # classes: classifiers only
         y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float32)
         if not keep:
             self._squeeze = y.ndim == 1
@@ -764,19 +752,6 @@ class FineTunedRegressor(_FineTuneMixin, NeuralNetRegressor):
             )
         self._n_targets = y2.shape[1]
         return y2
-
-    def fit(self, X, y=None, **fit_params):
-        self._check_fit_input(X, y, fit_params, partial=False)
-        keep = self.warm_start and getattr(self, "initialized_", False)
-        y2 = self._targets(y, keep)
-        return self._fit_common(X, y2, super().fit, **fit_params)
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        if fit_params.get("_routing_method") == "fit":  # from skorch's fit: checked
-            return super().partial_fit(X, y, classes=classes, **fit_params)
-        self._check_fit_input(X, y, fit_params, partial=True)
-        y2 = self._targets(y, keep=getattr(self, "initialized_", False))
-        return self._fit_common(X, y2, super().partial_fit, **fit_params)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from skorch.dataset import Dataset
@@ -26,12 +28,20 @@ class SampleDataset(Dataset):
         self.pre = loaded.spec.preprocessing
         self.tokenizer = loaded.tokenizer
         self.max_length = max_length or getattr(self.pre, "max_length", 512)
-        self.lengths = None
-        if self.modality == "text":  # token counts, for length-grouped batches
-            ids = self.tokenizer(
-                list(samples.values), truncation=True, max_length=self.max_length
-            )["input_ids"]
-            self.lengths = np.array([len(x) for x in ids])
+
+    @functools.cached_property
+    def lengths(self) -> np.ndarray | None:
+        """Token counts of the texts (None otherwise), for length-grouped batches.
+
+        Computed on first use, i.e. only for a training iterator; validation and
+        prediction never tokenise the whole set up front.
+        """
+        if self.modality != "text":
+            return None
+        ids = self.tokenizer(
+            list(self.samples.values), truncation=True, max_length=self.max_length
+        )["input_ids"]
+        return np.array([len(x) for x in ids])
 
     def transform(self, X, y):
         i = int(X)
