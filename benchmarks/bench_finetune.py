@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sktransfer import FineTunedClassifier
-from sktransfer._finetune_data import SampleDataset
 from sktransfer._inputs import as_samples
+from sktransfer.finetune._data import SampleDataset
 
 N, BATCH, EPOCHS = (32, 16, 1) if QUICK else (128, 32, 3)
 
@@ -65,7 +65,7 @@ def main():
         weight_decay=0.01,
     )
     loss_fn = nn.CrossEntropyLoss()
-    data = SampleDataset(as_samples(X, "image"), y, net._loaded())
+    data = SampleDataset(as_samples(X, "image"), y, net._load_backbone(), 512)
     loader = DataLoader(data, batch_size=BATCH, shuffle=True)
 
     def plain_epoch():

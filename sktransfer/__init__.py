@@ -4,10 +4,11 @@ Pretrained image and text backbones as scikit-learn transformers
 (:class:`PretrainedFeatureExtractor`) and fine-tunable estimators.
 """
 
-from sktransfer._cache import DiskCache, clear_memory_cache, memory_cache
+from sktransfer._cache import DiskCache, MemoryCache, memory_cache
 from sktransfer._extractor import PretrainedFeatureExtractor
-from sktransfer._finetune import FineTunedClassifier, FineTunedRegressor
+from sktransfer._state import clear_caches
 from sktransfer.backbones import list_backbones
+from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
 
 __version__ = "0.1.0"
 
@@ -15,9 +16,10 @@ __all__ = [
     "DiskCache",
     "FineTunedClassifier",
     "FineTunedRegressor",
+    "MemoryCache",
     "PretrainedFeatureExtractor",
     "__version__",
-    "clear_memory_cache",
+    "clear_caches",
     "list_backbones",
     "memory_cache",
 ]

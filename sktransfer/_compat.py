@@ -1,8 +1,11 @@
 """The one place where sktransfer touches scikit-learn's private helpers.
 
 ``_fit_context`` validates ``_parameter_constraints`` once per ``fit`` with the
-wording every scikit-learn estimator uses. It is private in scikit-learn, so it is
-imported here only, and a fallback keeps us working if it ever moves.
+wording every scikit-learn estimator uses; ``validate_parameter_constraints`` does
+the same for the fine-tuners (skorch defines its own ``_validate_params``, so
+``_fit_context`` cannot be used on a skorch net). They are private in
+scikit-learn, so they are imported here only, and a fallback keeps ``_fit_context``
+working if it ever moves.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ except ImportError:  # pragma: no cover - exercised only on a future sklearn
         return decorator
 
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    RealNotInt,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
-__all__ = ["Interval", "StrOptions", "_fit_context"]
+__all__ = [
+    "Interval",
+    "RealNotInt",
+    "StrOptions",
+    "_fit_context",
+    "validate_parameter_constraints",
+]

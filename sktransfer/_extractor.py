@@ -13,57 +13,24 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sktransfer._cache import (
-    DiskCache,
-    MemoryCache,
-    fingerprint,
-    get_cache,
-    image_path_key,
-    sample_key,
-)
+from sktransfer._base import BackboneMixin
+from sktransfer._cache import DiskCache, MemoryCache, get_cache
 from sktransfer._compat import Interval, StrOptions, _fit_context
-from sktransfer._embed import (
-    Embedder,
-    build_feature_model,
-    compiled_feature_model,
-    model_on_device,
-)
-from sktransfer._inputs import Samples, as_samples
-from sktransfer._runtime import (
-    AutoBatchSize,
-    default_batch_size,
-    resolve_device,
-    resolve_precision,
-)
-from sktransfer.backbones._registry import get_backbone_spec, load_backbone
+from sktransfer._embedder import Embedder
+from sktransfer._inputs import Samples
+from sktransfer._keys import fingerprint, sample_keys
+from sktransfer._runtime import AutoBatchSize, default_batch_size, resolve_device
 from sktransfer.backbones._spec import BackboneSpec
-from sktransfer.exceptions import InputError, InputWarning
+from sktransfer.exceptions import InputWarning
 
 __all__ = ["PretrainedFeatureExtractor"]
 
 
-# Output width per network (weights identity, name, input width), layer and
-# pooling: fit probes once per process, not once per CV fold and grid point.
-# User modules (which may change in place) are always probed.
-_WIDTHS: dict[tuple, int] = {}
-
-
-def modality_tags(tags, backbone):
-    """Input tags for ``backbone``'s modality (2-D arrays only for tabular)."""
-    try:
-        modality = get_backbone_spec(backbone).modality
-    except Exception:  # an invalid backbone is reported by fit, not by tags
-        modality = "image"
-    tags.input_tags.two_d_array = modality == "tabular"
-    tags.input_tags.string = modality == "text"
-    return tags
-
-
 class PretrainedFeatureExtractor(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    BackboneMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
     """Embed images or texts with a frozen pretrained backbone.
 
@@ -94,8 +61,10 @@ class PretrainedFeatureExtractor(
         How a feature map or token sequence becomes a vector. ``"auto"`` follows the
         backbone (its own head pooling; a sentence-transformers folder's pooling).
     batch_size : int or "auto", default="auto"
-        Samples per forward pass. ``"auto"`` starts at 32 (CPU) or 256 (GPU) and
-        halves on out-of-memory errors.
+        Samples per forward pass. ``"auto"`` starts at 32 images or 64 texts on
+        the CPU and 256 on a GPU, and halves on out-of-memory errors (the CPU's
+        too); past one sample it stops with a ``MemoryError`` that says what to
+        do.
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
         ``"mps"``.
@@ -106,10 +75,14 @@ class PretrainedFeatureExtractor(
     normalize : bool or "auto", default="auto"
         L2-normalise each embedding. ``"auto"`` follows the backbone (True for a
         sentence-transformers folder with a ``Normalize`` module).
-    cache : "memory", str, path or None, default="memory"
+    cache : "memory", str, path, MemoryCache, DiskCache or None, default="memory"
         Embedding cache. ``"memory"``: a bounded, process-wide in-memory cache, so a
         sample is embedded once across clones, CV folds and grid points. A directory
-        path: an on-disk cache shared by processes and runs. None: no caching.
+        path (or a :class:`~sktransfer.DiskCache`): an on-disk cache shared by
+        processes and runs, written batch by batch, so an interrupted run resumes
+        where it stopped. A cache object is shared by every clone (not copied).
+        None: no caching. A string that looks like a typo of ``"memory"`` is an
+        error.
     on_error : {"raise", "nan", "zero"}, default="raise"
         What to do with a sample that cannot be read. ``"raise"`` stops with an
         error naming the row. ``"nan"`` / ``"zero"`` keep one output row per input,
@@ -240,26 +213,13 @@ class PretrainedFeatureExtractor(
         -------
         self
         """
-        spec = get_backbone_spec(self.backbone)
-        if self.cache == "":
-            raise ValueError("cache='' is not a directory; use None for no cache.")
-        self._validate(X, spec, reset=True)
+        get_cache(self.cache)  # a bad cache parameter fails here, not later
+        self._check_samples(X, reset=True)
         self.device_ = resolve_device(self.device)
-        loaded = self._loaded(spec)
+        loaded = self._load_backbone()
         self.backbone_spec_ = loaded.spec
-        key = (
-            loaded.weights_id,
-            loaded.spec.name,
-            getattr(self, "n_features_in_", None),
-            repr(self.layer),
-            self.pooling,
-        )
-        width = _WIDTHS.get(key)
-        if width is None or loaded.spec.source == "module":
-            probe = self._probe_input(loaded.spec)
-            width = self._embed(loaded, probe, [0])[0].shape[1]
-            _WIDTHS[key] = width
-        self._n_features_out = width
+        self._n_features_out = self._output_width(loaded)
+        self._remember_network()
         return self
 
     def transform(self, X):
@@ -306,31 +266,31 @@ class PretrainedFeatureExtractor(
             Position of each failed row and why (empty with ``on_error="raise"``,
             which raises instead).
         """
-        check_is_fitted(self)
-        spec = get_backbone_spec(self.backbone)
-        samples = self._validate(X, spec, reset=False)
-        loaded = self._loaded(spec)
-        n = len(samples)
-        out = np.empty((n, self._n_features_out), dtype=np.float32)
+        self._check_fitted()
+        samples = self._check_samples(X, reset=False)
+        loaded = self._load_backbone()
+        n, width = len(samples), self._n_features_out
+        out = np.empty((n, width), dtype=np.float32)
         store = get_cache(self.cache)
         keys = self._keys(loaded, samples) if store is not None else [None] * n
-        cached = store.get_many(keys) if store is not None else [None] * n
-        missing = [i for i, row in enumerate(cached) if row is None]
+        cached = store.get_many(keys, width) if store is not None else [None] * n
+        todo, copy_of, seen = [], {}, {}
         for i, row in enumerate(cached):
             if row is not None:
                 out[i] = row
-        errors: dict[int, str] = {}
-        if missing:
-            todo, copy_of, seen = [], {}, {}
-            for i in missing:  # embed each distinct uncached sample once
-                k = keys[i]
-                if k is not None and k in seen:
-                    copy_of[i] = seen[k]
-                    continue
-                if k is not None:
-                    seen[k] = i
+            elif keys[i] is not None and keys[i] in seen:
+                copy_of[i] = seen[keys[i]]  # embed each distinct sample once
+            else:
+                seen.setdefault(keys[i], i)
                 todo.append(i)
-            feats, errors = self._embed(loaded, samples, todo)
+        errors: dict[int, str] = {}
+        if todo:
+
+            def persist(positions, rows):  # finished batches survive a crash
+                if store is not None:
+                    store.put_many([keys[p] for p in positions], rows)
+
+            feats, errors = self._embed(loaded, samples, todo, persist)
             fill = 0.0 if self.on_error == "zero" else np.nan
             out[todo] = fill if feats is None else feats
             for p in errors:
@@ -339,115 +299,77 @@ class PretrainedFeatureExtractor(
                 out[i] = out[j]
                 if j in errors:
                     errors[i] = errors[j]
-            good = [i for i in todo if i not in errors]
-            if store is not None and good:
-                store.put_many([keys[i] for i in good], out[good])
         return out, errors
 
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names: ``pretrainedfeatureextractor0``, ...
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        ndarray of str
+        """
+        self._check_fitted()
+        return super().get_feature_names_out(input_features)
+
     def __sklearn_tags__(self):
-        tags = modality_tags(super().__sklearn_tags__(), self.backbone)
+        tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
     # ------------------------------------------------------------ helpers
-    def _validate(self, X, spec: BackboneSpec, reset: bool) -> Samples:
-        if spec.modality == "tabular":
-            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
-            return Samples(X)
-        samples = as_samples(X, spec.modality)
-        if reset:
-            self.n_features_in_ = 1
-            if samples.feature_names is not None:
-                self.feature_names_in_ = samples.feature_names
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif (
-            samples.feature_names is not None
-            and hasattr(self, "feature_names_in_")
-            and list(samples.feature_names) != list(self.feature_names_in_)
-        ):
-            raise InputError(
-                f"X has column {samples.feature_names[0]!r}, but this extractor was "
-                f"fitted on column {self.feature_names_in_[0]!r}."
-            )
-        return samples
+    def _check_fitted(self) -> None:
+        check_is_fitted(self)
+        self._check_network_unchanged()
 
-    def _loaded(self, spec: BackboneSpec):
-        n_in = self.n_features_in_ if spec.modality == "tabular" else None
-        return load_backbone(
-            spec,
-            self.weights,
-            n_features_in=n_in,
-            trust_remote_code=self.trust_remote_code,
-        )
-
-    def _probe_input(self, spec: BackboneSpec) -> Samples:
-        if spec.modality == "image":
-            return Samples([np.zeros((spec.preprocessing.size,) * 2 + (3,), np.uint8)])
-        if spec.modality == "text":
-            return Samples(["probe"])
-        return Samples(np.zeros((1, self.n_features_in_), np.float32))
-
-    def _settings(self, loaded):
-        device = resolve_device(self.device)
-        dtype = resolve_precision(self.precision, device)
-        pre = loaded.spec.preprocessing
-        normalize = self.normalize
-        if normalize == "auto":
-            normalize = bool(getattr(pre, "normalize", False))
-        max_length = self.max_length or getattr(pre, "max_length", 512)
-        return device, dtype, bool(normalize), max_length
-
-    def _embed(self, loaded, samples: Samples, positions: list[int]):
-        device, dtype, normalize, max_length = self._settings(loaded)
+    def _embed(self, loaded, samples: Samples, positions: list[int], on_batch):
+        run = self._runtime(loaded)
+        options = None
         if self.compile is not False:
             options = {} if self.compile is True else dict(self.compile)
-            model = compiled_feature_model(
-                loaded, device, self.layer, self.pooling, options
-            )
-        else:
-            model = build_feature_model(
-                loaded, model_on_device(loaded, device), self.layer, self.pooling
-            ).to(device)
+        model = loaded.feature_model(run.device, self.layer, self.pooling, options)
         modality = loaded.spec.modality
         auto = self.batch_size == "auto"
-        size = default_batch_size(device, modality) if auto else self.batch_size
+        size = default_batch_size(run.device, modality) if auto else self.batch_size
         workers = self.num_workers
         if workers == "auto":
             workers = min(4, os.cpu_count() or 1) if modality == "image" else 0
         embedder = Embedder(
             loaded,
             model,
-            device,
-            dtype,
+            run.device,
+            run.dtype,
             AutoBatchSize(size, adaptive=auto),
             num_workers=workers,
-            max_length=max_length,
-            normalize=normalize,
+            max_length=run.max_length,
+            normalize=self._normalize(loaded),
             verbose=self.verbose,
         )
-        return embedder.embed(samples, positions, self.on_error)
+        return embedder.embed(samples, positions, self.on_error, on_batch)
+
+    def _normalize(self, loaded) -> bool:
+        if self.normalize == "auto":
+            return bool(getattr(loaded.spec.preprocessing, "normalize", False))
+        return bool(self.normalize)
 
     def _keys(self, loaded, samples: Samples) -> list:
-        device, dtype, normalize, max_length = self._settings(loaded)
+        if loaded.is_user_module:
+            return [None] * len(samples)  # a user's module may change in place
+        run = self._runtime(loaded)
+        spec = loaded.spec
         prefix = fingerprint(
             loaded.weights_id,
-            loaded.spec.name,
-            loaded.spec.preprocessing,
+            spec.name,
+            spec.preprocessing,
             self.layer,
             self.pooling,
-            str(dtype),
-            device.type,
-            normalize,
-            max_length if loaded.spec.modality == "text" else None,
+            str(run.dtype),
+            run.device.type,
+            self._normalize(loaded),
+            run.max_length if spec.modality == "text" else None,
         )
-        if loaded.spec.source == "module":
-            return [None] * len(samples)  # a user's module may change in place
-        if loaded.spec.modality == "image":
-            return [
-                image_path_key(prefix, v)
-                if isinstance(v, str)
-                else sample_key(prefix, v)
-                for v in samples.values
-            ]
-        return [sample_key(prefix, v) for v in samples.values]
+        image_pre = spec.preprocessing if spec.modality == "image" else None
+        return sample_keys(prefix, samples.values, image_pre)

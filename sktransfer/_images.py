@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sktransfer._inputs import is_missing
 from sktransfer.backbones._spec import ImagePreprocessing
 from sktransfer.exceptions import InputError
 
@@ -80,6 +81,8 @@ def _bomb(row: str, what: str, detail: str) -> InputError:
 
 
 def _from_array(arr: np.ndarray, row: str) -> Image.Image:
+    if arr.size == 0:
+        raise InputError(f"{row}: the image array is empty (shape {arr.shape}).")
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # CxHxW -> HxWxC
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -105,7 +108,7 @@ def _from_array(arr: np.ndarray, row: str) -> Image.Image:
                 f"{hi:g}]. Divide by 255 (or by the maximum) first, or pass uint8."
             )
         arr = np.round(arr * 255).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.integer):
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype.kind in "iu":
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
             raise InputError(
@@ -164,26 +167,47 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(value: Any, row: str) -> Image.Image:
-    """Open / convert one image value to an RGB PIL image (errors name ``row``)."""
+    """Open / convert one image value to an RGB PIL image.
+
+    Whatever goes wrong with the value itself is an
+    :class:`~sktransfer.exceptions.InputError` that names ``row`` (Pillow raises
+    many types on malformed data; none of them escapes).
+    """
+    try:
+        return _load_rgb(value, row)
+    except (InputError, MemoryError):
+        raise
+    except Exception as exc:  # Pillow's errors on bad data are open-ended
+        hint = (
+            " Embed a PIL image before closing it, or pass its file path."
+            if "closed" in str(exc)
+            else ""
+        )
+        raise InputError(
+            f"{row}: could not read the image ({type(exc).__name__}: {exc}).{hint}"
+        ) from exc
+
+
+def _load_rgb(value: Any, row: str) -> Image.Image:
     if isinstance(value, Image.Image):
         image = value
     elif isinstance(value, str | os.PathLike | bytes | bytearray | memoryview):
         image = _open(value, row)
+    elif is_missing(value):
+        raise InputError(
+            f"{row}: the image is missing ({type(value).__name__}). Drop or fill "
+            "it first."
+        )
     elif isinstance(value, np.ndarray) or hasattr(value, "__array__"):
         image = _from_array(np.asarray(value), row)
-    elif value is None or (isinstance(value, float) and np.isnan(value)):
-        raise InputError(
-            f"{row}: the image is missing (None/NaN). Drop or fill it first."
-        )
     else:
         raise InputError(
             f"{row}: expected an image (a file path, bytes, a PIL image or a numpy "
             f"array), got {type(value).__name__}: {value!r:.80}."
         )
-    try:
-        return to_rgb(image)
-    except OSError as exc:
-        raise InputError(f"{row}: could not convert the image to RGB ({exc}).") from exc
+    if image.width == 0 or image.height == 0:
+        raise InputError(f"{row}: the image is empty ({image.width}x{image.height}).")
+    return to_rgb(image)
 
 
 def prepare_image(value: Any, row: str, pre: ImagePreprocessing) -> np.ndarray:

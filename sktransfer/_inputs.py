@@ -15,7 +15,7 @@ import numpy as np
 
 from sktransfer.exceptions import InputError
 
-__all__ = ["Samples", "as_samples", "check_texts"]
+__all__ = ["Samples", "as_samples", "check_texts", "is_missing"]
 
 _COLUMN_TRANSFORMER_HINT = (
     "PretrainedFeatureExtractor embeds a single column of images or texts. Route "
@@ -53,6 +53,23 @@ class Samples:
             if not (isinstance(label, numbers.Integral) and label == i):
                 return f"row {i} (index {label!r})"
         return f"row {i}"
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, ``pd.NA``, ``pd.NaT`` and numpy's NaT.
+
+    Examples
+    --------
+    >>> [is_missing(v) for v in (None, float("nan"), "", 0)]
+    [True, True, False, False]
+    """
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
+    return type(value).__name__ in ("NAType", "NaTType")
 
 
 def _is_scalar_sample(X: Any) -> bool:
@@ -120,6 +137,13 @@ def as_samples(X: Any, modality: str) -> Samples:
 def _from_ndarray(X: np.ndarray, modality: str) -> Any:
     numeric = X.dtype.kind in "biuf"
     if modality == "image" and numeric:
+        if X.ndim == 3 and X.shape[-1] in (3, 4):
+            raise InputError(
+                f"X is one array of shape {X.shape}: a single {X.shape[-1]}-channel "
+                f"image, or {X.shape[0]} grayscale images {X.shape[1]} pixels wide? "
+                "For one image, wrap it in a list: transform([image]). For a "
+                "grayscale batch, add a channel axis: X[..., None] (N, H, W, 1)."
+            )
         if X.ndim in (3, 4):
             return X  # a batch (N, H, W) or (N, H, W, C)
         raise InputError(
@@ -137,18 +161,36 @@ def _from_ndarray(X: np.ndarray, modality: str) -> Any:
     return X.tolist() if X.dtype.kind in "OUS" else list(X)
 
 
-def check_texts(samples: Samples) -> dict[int, str]:
-    """Return ``{position: message}`` for every sample that is not a str.
+def _surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in ``text`` (not encodable as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
-    Empty strings are valid (they embed to a finite vector).
+
+def check_texts(samples: Samples) -> dict[int, str]:
+    """Return ``{position: message}`` for every sample that is not a valid text.
+
+    Empty strings are valid (they embed to a finite vector); missing values,
+    non-strings and strings with lone surrogates (not valid Unicode text) are not.
     """
     errors = {}
     for i, value in enumerate(samples.values):
         if isinstance(value, str):
+            at = _surrogate(value)
+            if at is not None:
+                errors[i] = (
+                    f"{samples.row(i)}: the text {value!r:.60} has a lone surrogate "
+                    f"{value[at]!r} at position {at}, which is not valid Unicode "
+                    "(often a file decoded with the wrong codec). Decode it again, "
+                    "or clean it: text.encode('utf-8', 'replace').decode('utf-8')."
+                )
             continue
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if is_missing(value):
             msg = (
-                f"{samples.row(i)}: the text is missing (None/NaN). Fill or drop "
+                f"{samples.row(i)}: the text is missing ({value!r}). Fill or drop "
                 "missing texts first, e.g. X.fillna('')."
             )
         else:

@@ -3,8 +3,10 @@
 - ``device="auto"`` picks CUDA, then MPS, then the CPU.
 - ``precision="auto"`` is bf16 autocast on a GPU that supports it (fp16 otherwise)
   and fp32 on the CPU, where autocast rarely pays off.
-- ``batch_size="auto"`` starts large and halves on out-of-memory errors, down to a
-  floor; any other error is re-raised untouched.
+- ``batch_size="auto"`` starts at 32 images / 64 texts on the CPU and 256 on a
+  GPU, and halves on out-of-memory errors (CUDA, MPS and the CPU allocator's),
+  down to a floor; past it, a ``MemoryError`` says what to do. Any other error
+  is re-raised untouched.
 """
 
 from __future__ import annotations
@@ -85,12 +87,31 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_OOM_MESSAGES = (
+    "out of memory",  # CUDA, MPS
+    "can't allocate memory",  # the CPU allocator (DefaultCPUAllocator)
+    "cannot allocate memory",
+)
+
+
 def is_oom(exc: BaseException) -> bool:
-    """True for a CUDA/MPS/CPU out-of-memory error."""
+    """True for a CUDA, MPS or CPU out-of-memory error.
+
+    Examples
+    --------
+    >>> is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you "
+    ...                     "tried to allocate 8 GB"))
+    True
+    >>> is_oom(ValueError("bad shape"))
+    False
+    """
+    if isinstance(exc, MemoryError):
+        return True
     oom_type = getattr(torch, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(exc, oom_type):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in _OOM_MESSAGES)
 
 
 def default_batch_size(device: torch.device, modality: str) -> int:
@@ -122,6 +143,13 @@ class AutoBatchSize:
     >>> sizer = AutoBatchSize(8)
     >>> sizer.map(lambda lo, hi: hi - lo, 20)
     [8, 8, 4]
+    >>> def big(lo, hi):
+    ...     if hi - lo > 2:
+    ...         raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+    ...     return hi - lo
+    >>> sizer = AutoBatchSize(8)
+    >>> sizer.map(big, 5), sizer.history
+    ([2, 2, 1], [8, 4, 2])
     """
 
     def __init__(self, size: int, adaptive: bool = True, floor: int = 1):
@@ -139,14 +167,31 @@ class AutoBatchSize:
             try:
                 results.append(fn(start, stop))
             except Exception as exc:
-                if not (self.adaptive and is_oom(exc)) or self.size <= self.floor:
+                if not is_oom(exc):
                     raise
+                if not self.adaptive or self.size <= self.floor:
+                    raise MemoryError(self._advice(exc)) from exc
                 self.size = max(self.floor, self.size // 2)
                 self.history.append(self.size)
                 _empty_cache()
                 continue
             start = stop
         return results
+
+    def _advice(self, exc: BaseException) -> str:
+        if not self.adaptive:
+            what = (
+                f"Out of memory with batch_size={self.size}. Use a smaller "
+                "batch_size, or batch_size='auto' to back off automatically"
+            )
+        else:
+            what = (
+                f"Out of memory even at batch_size={self.size} (tried {self.history})"
+            )
+        return (
+            f"{what}; or free memory, use precision='bf16', a shorter max_length "
+            f"(texts) or a smaller backbone. The error was: {exc}"
+        )
 
 
 def _empty_cache() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackboneNotFoundError",
+    "CacheWarning",
     "InputError",
     "InputWarning",
     "WeightsNotFoundError",
@@ -28,3 +29,8 @@ class InputError(ValueError):
 
 class InputWarning(UserWarning):
     """Some rows could not be embedded and were replaced (see ``on_error``)."""
+
+
+class CacheWarning(UserWarning):
+    """The embedding cache could not be used (e.g. a read-only directory); the
+    embeddings were computed and returned all the same."""

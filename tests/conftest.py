@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sktransfer import clear_memory_cache
-from sktransfer._embed import Embedder
+from sktransfer import clear_caches
+from sktransfer._embedder import Embedder
 
 # Set before anything imports huggingface_hub / transformers.
 os.environ["SKTRANSFER_OFFLINE"] = "1"
@@ -84,12 +84,11 @@ def count_embeds(monkeypatch):
     counter = {"n": 0}
     original = Embedder.embed
 
-    def counting(self, samples, positions, on_error="raise"):
+    def counting(self, samples, positions, *args, **kwargs):
         counter["n"] += len(positions)
-        return original(self, samples, positions, on_error)
+        return original(self, samples, positions, *args, **kwargs)
 
     monkeypatch.setattr(Embedder, "embed", counting)
-    monkeypatch.setattr("sktransfer._extractor._WIDTHS", {})  # fits probe afresh
-    clear_memory_cache()
+    clear_caches()
     yield counter
-    clear_memory_cache()
+    clear_caches()

@@ -352,8 +352,7 @@ def test_minilm_equals_sentence_transformers_encode():
 
 
 def test_random_weights_are_the_same_network_in_every_load():
-    from sktransfer.backbones._loaded import RANDOM_ID
-    from sktransfer.backbones._registry import clear_loaded
+    from sktransfer.backbones._weights import RANDOM_ID
 
     state = torch.get_rng_state()
     a = load_backbone("resnet18", "random")

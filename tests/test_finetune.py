@@ -54,7 +54,10 @@ def test_single_class_is_an_error(images):
 
 
 def test_bad_strategy(images):
-    with pytest.raises(ValueError, match="'strategy' parameter must be one of"):
+    with pytest.raises(
+        ValueError,
+        match="The 'strategy' parameter of FineTunedClassifier must be a str among",
+    ):
         make(strategy="some").fit(*images)
 
 
@@ -153,10 +156,10 @@ def test_checkpoint_dirs_are_unique_per_clone(images):
     )
     a.fit(*images)
     b.fit(*images)
-    assert a._checkpoint_path() != b._checkpoint_path()
+    assert a.checkpoint_path() != b.checkpoint_path()
     import os
 
-    assert any(f.endswith(".pt") for f in os.listdir(a._checkpoint_path()))
+    assert any(f.endswith(".pt") for f in os.listdir(a.checkpoint_path()))
 
 
 def test_class_weight_and_label_smoothing(images):
@@ -240,20 +243,20 @@ def test_regressor(images):
 
 def test_cuda_trained_model_unpickles_on_cpu(images, monkeypatch):
     """Simulated: the pickle says device='cuda'; this machine has no CUDA."""
-    from sktransfer._finetune import _FineTuneMixin
+    from sktransfer.finetune._mixin import FineTuneMixin
 
     X, y = images
     clf = make(strategy="full", device="cpu").fit(X, y)
     ref = clf.predict_proba(X)
-    original = _FineTuneMixin.__getstate__
+    original = FineTuneMixin.__getstate__
 
     def as_if_cuda(self):
         state = original(self)
         state["device"] = "cuda"
-        state["_device_raw"] = "cuda"
+        state["sktransfer_device"] = "cuda"
         return state
 
-    monkeypatch.setattr(_FineTuneMixin, "__getstate__", as_if_cuda)
+    monkeypatch.setattr(FineTuneMixin, "__getstate__", as_if_cuda)
     blob = pickle.dumps(clf)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(Warning, match="cuda"):
@@ -298,9 +301,12 @@ def test_bad_fit_arguments_have_clear_errors(images):
     X, y = images
     with pytest.raises(TypeError, match="sample_weight"):
         make().fit(X, y, sample_weight=np.ones(len(y)))
-    with pytest.raises(TypeError, match="callbacks must be None or a list"):
+    with pytest.raises(
+        TypeError,
+        match="The 'callbacks' parameter of FineTunedClassifier must be None or a list",
+    ):
         make(callbacks=[1]).fit(X, y)
-    with pytest.raises(ValueError, match="checkpoint_dir must be"):
+    with pytest.raises(ValueError, match="The 'checkpoint_dir' parameter of FineTunedClassifier must be None"):
         make(checkpoint_dir=3).fit(X, y)
     with pytest.raises(ValueError, match="X has 24 samples but y has 3"):
         make().fit(X, y[:3])
@@ -329,7 +335,7 @@ def test_tabular_fine_tuning_and_regressor_has_no_proba(rng):
 
 
 def test_text_batches_are_grouped_by_length(texts):
-    from sktransfer._finetune_data import LengthGroupedBatchSampler
+    from sktransfer.finetune._data import LengthGroupedBatchSampler
 
     X, y = texts
     clf = FineTunedClassifier(

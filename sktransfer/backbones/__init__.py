@@ -1,20 +1,21 @@
 """Backbones: the registry, specs, loaders and feature modules."""
 
-from sktransfer.backbones._loaded import LoadedBackbone
-from sktransfer.backbones._modules import (
+from sktransfer.backbones._custom import from_module
+from sktransfer.backbones._factory import clear_loaded, load_backbone, loaded_backbones
+from sktransfer.backbones._features import (
     ImageFeatureModel,
     TabularFeatureModel,
     TextFeatureModel,
     block_names,
+    build_feature_model,
+    feature_width,
     pool,
 )
+from sktransfer.backbones._loaded import LoadedBackbone
 from sktransfer.backbones._packaged import map_efficientnet_lite0_keys
 from sktransfer.backbones._registry import (
-    clear_loaded,
-    from_module,
     get_backbone_spec,
     list_backbones,
-    load_backbone,
     register_backbone,
 )
 from sktransfer.backbones._spec import (
@@ -33,13 +34,16 @@ __all__ = [
     "TextFeatureModel",
     "TextPreprocessing",
     "block_names",
+    "build_feature_model",
     "clear_loaded",
     "downloads_allowed",
+    "feature_width",
     "from_module",
     "get_backbone_spec",
     "list_backbones",
     "load_backbone",
     "load_state_dict",
+    "loaded_backbones",
     "map_efficientnet_lite0_keys",
     "pool",
     "register_backbone",

@@ -13,9 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from sktransfer.backbones._loaded import LoadedBackbone, file_identity
+from sktransfer.backbones._loaded import LoadedBackbone
 from sktransfer.backbones._spec import BackboneSpec, TextPreprocessing
-from sktransfer.backbones._weights import Attempts
+from sktransfer.backbones._weights import Attempts, file_identity
 
 __all__ = ["load_hf", "read_sentence_transformers_config"]
 

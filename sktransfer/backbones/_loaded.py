@@ -1,25 +1,34 @@
-"""The result of loading a backbone: a module plus everything needed to feed it."""
+"""A loaded backbone, and everything derived from it.
+
+A :class:`LoadedBackbone` is the one owner of a network's runtime state: its
+copies on other devices, its ``torch.compile`` forms and its output width per
+layer and pooling. The factory (:mod:`sktransfer.backbones._factory`) keeps a
+bounded number of them; evicting or clearing one calls :meth:`release`, which
+frees all of that at once. Nothing is keyed by ``id()``: the state hangs off the
+object it derives from.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
+from sktransfer.backbones._features import build_feature_model, feature_width
 from sktransfer.backbones._spec import BackboneSpec
 
-__all__ = [
-    "RANDOM_ID",
-    "LoadedBackbone",
-    "file_identity",
-    "is_random",
-    "seeded_init",
-    "weights_path",
-]
+__all__ = ["MAX_COMPILED", "LoadedBackbone"]
+
+# compiled forms kept per backbone (least recently used out)
+MAX_COMPILED = 4
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedBackbone:
     """A loaded backbone, shared (read-only) by every estimator in the process.
 
@@ -41,49 +50,91 @@ class LoadedBackbone:
     model: nn.Module
     tokenizer: Any = None
     weights_id: str = "random"
+    _device_copies: dict = field(default_factory=dict, repr=False)
+    _compiled: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _widths: dict = field(default_factory=dict, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
 
+    @property
+    def is_user_module(self) -> bool:
+        """A user's own ``nn.Module``: it may change in place, so nothing about
+        it is remembered (no device copy, no width, no cache key)."""
+        return self.spec.source == "module"
 
-RANDOM_ID = "random:seed=0"
+    def on_device(self, device: torch.device) -> nn.Module:
+        """The network on ``device``: the original on the CPU, else one copy.
 
+        A user's module is copied afresh on every call (it may have changed).
+        """
+        if device.type == "cpu":
+            return self.model
+        if self.is_user_module:
+            return copy.deepcopy(self.model).to(device)
+        key = str(device)
+        with self._lock:
+            if key not in self._device_copies:
+                self._device_copies[key] = copy.deepcopy(self.model).to(device)
+            return self._device_copies[key]
 
-def seeded_init():
-    """Build a model's random initialisation from seed 0, leaving the global RNG.
+    def feature_model(
+        self,
+        device: torch.device,
+        layer=None,
+        pooling: str = "auto",
+        compile_options: dict | None = None,
+    ) -> nn.Module:
+        """The feature module on ``device``; compiled once per settings if asked."""
+        if compile_options is None or self.is_user_module:
+            features = build_feature_model(
+                self.spec, self.on_device(device), layer, pooling
+            ).to(device)
+            features.eval()
+            if compile_options is None:
+                return features
+            return torch.compile(features, **compile_options)
+        key = (str(device), repr(layer), pooling, repr(sorted(compile_options.items())))
+        with self._lock:
+            if key not in self._compiled:
+                features = build_feature_model(
+                    self.spec, self.on_device(device), layer, pooling
+                ).to(device)
+                features.eval()
+                self._compiled[key] = torch.compile(features, **compile_options)
+                while len(self._compiled) > MAX_COMPILED:
+                    self._compiled.popitem(last=False)
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
 
-    ``weights="random"`` is then the same network in every process, so its
-    embeddings can share a cache key (:data:`RANDOM_ID`).
-    """
-    import contextlib
+    def width(self, layer=None, pooling: str = "auto", n_features_in=None) -> int:
+        """Output width for ``layer`` and ``pooling``, learnt by one CPU probe.
 
-    import torch
+        The one source of truth for both estimators; remembered per settings
+        (except for a user's module).
+        """
+        key = (repr(layer), pooling, n_features_in)
+        with self._lock:
+            if key in self._widths and not self.is_user_module:
+                return self._widths[key]
+            features = build_feature_model(self.spec, self.model, layer, pooling)
+            features.eval()  # the shared network stays in eval mode
+            width = feature_width(features, self.spec, self.tokenizer, n_features_in)
+            if not self.is_user_module:
+                self._widths[key] = width
+            return width
 
-    @contextlib.contextmanager
-    def ctx():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            yield
+    def release(self) -> None:
+        """Free everything derived from this backbone (device copies, compiled
+        forms, widths)."""
+        with self._lock:
+            self._device_copies.clear()
+            self._compiled.clear()
+            self._widths.clear()
 
-    return ctx()
-
-
-def is_random(weights: Any) -> bool:
-    """True when the user asked for randomly initialised weights."""
-    return isinstance(weights, str) and weights.lower() in ("random", "none")
-
-
-def weights_path(weights: Any) -> str | None:
-    """The explicit weights path the user passed, if ``weights`` is one."""
-    import os
-
-    if isinstance(weights, os.PathLike):
-        return os.fspath(weights)
-    if isinstance(weights, str) and (os.path.sep in weights or os.path.exists(weights)):
-        return weights
-    return None
-
-
-def file_identity(path: str) -> str:
-    """``path:size:mtime``: changes whenever the file does."""
-    import os
-
-    st = os.stat(path)
-    return f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"
+    def derived_state(self) -> dict[str, int]:
+        """How many device copies, compiled forms and widths are held now."""
+        with self._lock:
+            return {
+                "device_copies": len(self._device_copies),
+                "compiled": len(self._compiled),
+                "widths": len(self._widths),
+            }

@@ -13,16 +13,17 @@ import re
 
 import torch
 
-from sktransfer.backbones._loaded import (
+from sktransfer.backbones._loaded import LoadedBackbone
+from sktransfer.backbones._spec import BackboneSpec
+from sktransfer.backbones._weights import (
     RANDOM_ID,
-    LoadedBackbone,
+    Attempts,
     file_identity,
     is_random,
+    load_state_dict,
     seeded_init,
     weights_path,
 )
-from sktransfer.backbones._spec import BackboneSpec
-from sktransfer.backbones._weights import Attempts, load_state_dict
 
 __all__ = ["load_packaged", "map_efficientnet_lite0_keys"]
 

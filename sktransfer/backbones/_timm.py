@@ -7,16 +7,17 @@ Weights come from ``weights=`` (a file), then the Hugging Face cache that timm u
 
 from __future__ import annotations
 
-from sktransfer.backbones._loaded import (
+from sktransfer.backbones._loaded import LoadedBackbone
+from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
+from sktransfer.backbones._weights import (
     RANDOM_ID,
-    LoadedBackbone,
+    Attempts,
     file_identity,
     is_random,
+    load_state_dict,
     seeded_init,
     weights_path,
 )
-from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
-from sktransfer.backbones._weights import Attempts, load_state_dict
 
 __all__ = ["hf_cache_file", "list_timm", "load_timm", "timm_preprocessing"]
 

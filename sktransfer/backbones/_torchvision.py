@@ -11,16 +11,17 @@ import os
 import torch
 from torch import nn
 
-from sktransfer.backbones._loaded import (
+from sktransfer.backbones._loaded import LoadedBackbone
+from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
+from sktransfer.backbones._weights import (
     RANDOM_ID,
-    LoadedBackbone,
+    Attempts,
     file_identity,
     is_random,
+    load_state_dict,
     seeded_init,
     weights_path,
 )
-from sktransfer.backbones._spec import BackboneSpec, ImagePreprocessing
-from sktransfer.backbones._weights import Attempts, load_state_dict
 
 __all__ = ["list_torchvision", "load_torchvision", "strip_classifier"]
 

@@ -8,14 +8,27 @@ fail, one :class:`~sktransfer.exceptions.WeightsNotFoundError` lists them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from sktransfer.exceptions import WeightsNotFoundError
 
-__all__ = ["Attempts", "downloads_allowed", "load_state_dict"]
+__all__ = [
+    "RANDOM_ID",
+    "Attempts",
+    "downloads_allowed",
+    "file_identity",
+    "is_random",
+    "load_state_dict",
+    "seeded_init",
+    "weights_path",
+]
+
+RANDOM_ID = "random:seed=0"
 
 _OFFLINE_VARS = ("SKTRANSFER_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -91,3 +104,35 @@ class Attempts:
         except Exception as exc:  # network errors come in many types
             self.add("download", f"failed ({type(exc).__name__}: {exc})")
             raise self.fail(hint) from exc
+
+
+@contextlib.contextmanager
+def seeded_init():
+    """Build a model's random initialisation from seed 0, leaving the global RNG.
+
+    ``weights="random"`` is then the same network in every process, so its
+    embeddings can share a cache key (:data:`RANDOM_ID`).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+def is_random(weights: Any) -> bool:
+    """True when the user asked for randomly initialised weights."""
+    return isinstance(weights, str) and weights.lower() in ("random", "none")
+
+
+def weights_path(weights: Any) -> str | None:
+    """The explicit weights path the user passed, if ``weights`` is one."""
+    if isinstance(weights, os.PathLike):
+        return os.fspath(weights)
+    if isinstance(weights, str) and (os.path.sep in weights or os.path.exists(weights)):
+        return weights
+    return None
+
+
+def file_identity(path: str) -> str:
+    """``path:size:mtime``: changes whenever the file does."""
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"

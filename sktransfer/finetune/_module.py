@@ -1,13 +1,11 @@
-"""The torch side of fine-tuning: backbone + new head, freezing, augmentation."""
+"""The torch side of fine-tuning: backbone + new head, and augmentation."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from sktransfer.backbones._modules import block_names
-
-__all__ = ["BatchAugment", "TransferModule", "trainable_prefixes"]
+__all__ = ["BatchAugment", "TransferModule"]
 
 
 class BatchAugment(nn.Module):
@@ -94,39 +92,3 @@ class TransferModule(nn.Module):
                 ):
                     m.eval()
         return self
-
-    def set_trainable(self, prefixes: list[str] | None) -> None:
-        """Unfreeze parameters under ``prefixes`` (None: all); freeze the rest."""
-        inner = self.backbone.sktransfer_inner
-        for name, p in inner.named_parameters():
-            p.requires_grad = prefixes is None or any(
-                name == pre or name.startswith(pre + ".") for pre in prefixes
-            )
-        self.train(self.training)
-
-
-def trainable_prefixes(model: nn.Module, n_blocks: int) -> list[str]:
-    """Module names to unfreeze for the last ``n_blocks`` blocks.
-
-    Everything after the last block (a final conv, norm or pooler) is included, as
-    it only makes sense to train it with the block it follows.
-    """
-    blocks = block_names(model)
-    if n_blocks <= 0:
-        return []
-    chosen = blocks[-n_blocks:]
-    last = blocks[-1]
-    parent = last.rsplit(".", 1)[0] if "." in last else ""
-    after = []
-    seen_parent = False
-    for name, _ in model.named_children():
-        full = name
-        if parent and (parent == full or parent.startswith(full + ".")):
-            seen_parent = True
-            continue
-        if not parent and full in blocks:
-            seen_parent = True
-            continue
-        if seen_parent:
-            after.append(full)
-    return chosen + after

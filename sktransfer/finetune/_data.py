@@ -10,6 +10,7 @@ from skorch.dataset import Dataset
 
 from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples
+from sktransfer._text import pad_tokens, token_ids
 
 __all__ = ["LengthGroupedBatchSampler", "SampleDataset"]
 
@@ -17,31 +18,29 @@ __all__ = ["LengthGroupedBatchSampler", "SampleDataset"]
 class SampleDataset(Dataset):
     """One sample per item: a decoded image, a text index or a feature row.
 
-    Text batches are tokenised (and padded per batch) by :meth:`collate`, which
-    :meth:`_FineTuneMixin.get_iterator` hands to the ``DataLoader``.
+    Texts are tokenised once (on first use) and padded per batch by
+    :meth:`collate`, exactly as the extractor does (:mod:`sktransfer._text`).
     """
 
-    def __init__(self, samples: Samples, y, loaded, max_length: int | None = None):
+    def __init__(self, samples: Samples, y, loaded, max_length: int):
         super().__init__(np.arange(len(samples)), y)
         self.samples = samples
         self.modality = loaded.spec.modality
         self.pre = loaded.spec.preprocessing
         self.tokenizer = loaded.tokenizer
-        self.max_length = max_length or getattr(self.pre, "max_length", 512)
+        self.max_length = max_length
+
+    @functools.cached_property
+    def token_ids(self) -> list[list[int]]:
+        """Token ids of every text, truncated to ``max_length``."""
+        return token_ids(self.tokenizer, self.samples.values, self.max_length)
 
     @functools.cached_property
     def lengths(self) -> np.ndarray | None:
-        """Token counts of the texts (None otherwise), for length-grouped batches.
-
-        Computed on first use, i.e. only for a training iterator; validation and
-        prediction never tokenise the whole set up front.
-        """
+        """Token counts of the texts (None otherwise), for length-grouped batches."""
         if self.modality != "text":
             return None
-        ids = self.tokenizer(
-            list(self.samples.values), truncation=True, max_length=self.max_length
-        )["input_ids"]
-        return np.array([len(x) for x in ids])
+        return np.array([len(x) for x in self.token_ids])
 
     def transform(self, X, y):
         i = int(X)
@@ -62,14 +61,8 @@ class SampleDataset(Dataset):
         return self._collate_texts if self.modality == "text" else None
 
     def _collate_texts(self, batch):
-        enc = self.tokenizer(
-            [self.samples.values[int(i)] for i, _ in batch],
-            truncation=True,
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        X = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        ids = [self.token_ids[int(i)] for i, _ in batch]
+        X = pad_tokens(ids, self.tokenizer.pad_token_id)
         return X, torch.stack([y for _, y in batch])
 
 

@@ -1,18 +1,18 @@
-"""The embedding engine: samples in, a float32 matrix out, in input order.
+"""The embedding loop: samples in, a float32 matrix out, in input order.
 
-It knows nothing about scikit-learn. Images are decoded and resized in a thread
-pool (PIL releases the GIL) a few batches ahead of the forward pass, so memory
-grows with the output, not with the number of images; they travel to the device as
-uint8 and are normalised there. Texts are deduplicated, sorted by token length and
-padded per batch.
+It knows nothing about scikit-learn, caches or how the feature module was built.
+Images are decoded and resized in a thread pool (PIL releases the GIL) a few
+batches ahead of the forward pass, so memory grows with the output, not with the
+number of images; they travel to the device as uint8 and are normalised there.
+Texts are deduplicated, sorted by token length and padded per batch. After each
+forward batch, ``on_batch(positions, rows)`` is called, so a caller can persist
+finished work as it finishes.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
-from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,128 +23,17 @@ from tqdm.auto import tqdm
 from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples, check_texts
 from sktransfer._runtime import AutoBatchSize, autocast
+from sktransfer._text import pad_tokens, token_ids
 from sktransfer.backbones._loaded import LoadedBackbone
-from sktransfer.backbones._modules import (
-    ImageFeatureModel,
-    TabularFeatureModel,
-    TextFeatureModel,
-)
 from sktransfer.exceptions import InputError
 
-__all__ = ["Embedder", "build_feature_model", "model_on_device"]
+__all__ = ["Embedder"]
 
-_DEVICE_COPIES: dict[tuple[int, str], nn.Module] = {}
-_LOCK = threading.Lock()
-
-
-def model_on_device(loaded: LoadedBackbone, device: torch.device) -> nn.Module:
-    """The shared model on ``device``: the CPU original, or one cached copy."""
-    if device.type == "cpu":
-        return loaded.model
-    key = (id(loaded.model), str(device))
-    with _LOCK:
-        if key not in _DEVICE_COPIES:
-            _DEVICE_COPIES[key] = copy.deepcopy(loaded.model).to(device)
-        return _DEVICE_COPIES[key]
+OnBatch = Callable[[list[int], np.ndarray], None]
 
 
-def forget_models() -> None:
-    """Drop the device copies and compiled models (with ``clear_loaded``)."""
-    with _LOCK:
-        _DEVICE_COPIES.clear()
-        _COMPILED.clear()
-
-
-def _is_convnet(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def build_feature_model(
-    loaded: LoadedBackbone,
-    model: nn.Module,
-    layer=None,
-    pooling: str = "auto",
-    channels_last: bool = True,
-) -> nn.Module:
-    """Wrap ``model`` in the feature module of ``loaded``'s modality."""
-    spec = loaded.spec
-    if spec.modality == "image":
-        pre = spec.preprocessing
-        use_cl = channels_last and _is_convnet(model)
-        if use_cl:
-            model.to(memory_format=torch.channels_last)
-        return ImageFeatureModel(model, pre.mean, pre.std, layer, pooling, use_cl)
-    if spec.modality == "text":
-        if pooling == "auto":
-            pooling = spec.preprocessing.pooling
-        return TextFeatureModel(model, pooling, layer)
-    return TabularFeatureModel(model, layer, pooling)
-
-
-_COMPILED: OrderedDict = OrderedDict()
-MAX_COMPILED = 4
-
-
-def compiled_feature_model(
-    loaded: LoadedBackbone, device: torch.device, layer, pooling: str, options: dict
-) -> nn.Module:
-    """``torch.compile`` of the feature model, built once per process and settings.
-
-    Up to ``MAX_COMPILED`` compiled models are kept (least recently used out), so
-    the folds and grid points of a search compile once.
-    """
-    key = (
-        id(loaded.model),
-        str(device),
-        repr(layer),
-        pooling,
-        repr(sorted(options.items())),
-    )
-    with _LOCK:
-        if key in _COMPILED:
-            _COMPILED.move_to_end(key)
-            return _COMPILED[key]
-    features = build_feature_model(
-        loaded, model_on_device(loaded, device), layer, pooling
-    ).to(device)
-    compiled = torch.compile(features, **options)
-    with _LOCK:
-        _COMPILED[key] = compiled
-        while len(_COMPILED) > MAX_COMPILED:
-            _COMPILED.popitem(last=False)
-    return compiled
-
-
-def feature_width(
-    features: nn.Module, loaded: LoadedBackbone, n_features_in: int | None = None
-) -> int:
-    """Output width of ``features``, from one tiny forward pass on the CPU.
-
-    The module's train/eval mode and the global RNG are left as they were.
-    """
-    spec = loaded.spec
-    if spec.modality == "image":
-        size = spec.preprocessing.size
-        inputs = (torch.zeros((1, 3, size, size), dtype=torch.uint8),)
-        kwargs = {}
-    elif spec.modality == "text":
-        enc = loaded.tokenizer(["probe"], return_tensors="pt")
-        inputs = ()
-        kwargs = {
-            "input_ids": enc["input_ids"],
-            "attention_mask": enc["attention_mask"],
-        }
-    else:
-        inputs = (torch.zeros((1, int(n_features_in)), dtype=torch.float32),)
-        kwargs = {}
-    was_training = features.training
-    features.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            out = features(*inputs, **kwargs)
-    finally:
-        features.train(was_training)
-    return int(out.shape[-1])
+def _ignore(positions: list[int], rows: np.ndarray) -> None:
+    return None
 
 
 class Embedder:
@@ -154,7 +43,7 @@ class Embedder:
     ----------
     loaded : LoadedBackbone
     feature_model : nn.Module
-        From :func:`build_feature_model`, already on ``device``.
+        From :meth:`LoadedBackbone.feature_model`, already on ``device``.
     device : torch.device
     dtype : torch.dtype or None
         Autocast dtype (None for fp32).
@@ -193,13 +82,19 @@ class Embedder:
 
     # ------------------------------------------------------------ public
     def embed(
-        self, samples: Samples, positions: Sequence[int], on_error: str = "raise"
+        self,
+        samples: Samples,
+        positions: Sequence[int],
+        on_error: str = "raise",
+        on_batch: OnBatch = _ignore,
     ) -> tuple[np.ndarray | None, dict[int, str]]:
         """Embed ``samples.values[p]`` for each ``p`` in ``positions``.
 
         Returns the ``(len(positions), n_features)`` float32 matrix (None if no
-        row could be embedded) and ``{position: message}`` for failed rows
-        (only when ``on_error != "raise"``).
+        row could be embedded) and ``{position: message}`` for failed rows (only
+        when ``on_error != "raise"``). ``on_batch(sample_positions, rows)`` is
+        called after every forward batch with the positions (into ``samples``)
+        it finished.
         """
         modality = self.loaded.spec.modality
         with tqdm(
@@ -210,13 +105,13 @@ class Embedder:
         ) as bar:
             self._bar = bar
             if modality == "image":
-                return self._embed_images(samples, positions, on_error)
+                return self._embed_images(samples, positions, on_error, on_batch)
             if modality == "text":
-                return self._embed_texts(samples, positions, on_error)
-            return self._embed_rows(samples, positions)
+                return self._embed_texts(samples, positions, on_error, on_batch)
+            return self._embed_rows(samples, positions, on_batch)
 
     # ------------------------------------------------------------ forward
-    def _forward(self, make_batch, n: int) -> np.ndarray:
+    def _forward(self, make_batch, n: int, done: Callable | None = None) -> np.ndarray:
         """Forward ``make_batch(lo, hi)`` over ``range(n)`` with OOM back-off."""
 
         def run(lo: int, hi: int) -> np.ndarray:
@@ -229,8 +124,11 @@ class Embedder:
             feats = feats.float()
             if self.normalize:
                 feats = torch.nn.functional.normalize(feats, dim=1)
+            rows = feats.cpu().numpy()
             self._bar.update(hi - lo)
-            return feats.cpu().numpy()
+            if done is not None:
+                done(lo, hi, rows)
+            return rows
 
         return np.concatenate(self.sizer.map(run, n), axis=0)
 
@@ -281,7 +179,7 @@ class Embedder:
                     pending.append(pool.submit(prepare, nxt))
                 yield result
 
-    def _embed_images(self, samples, positions, on_error):
+    def _embed_images(self, samples, positions, on_error, on_batch):
         out = None
         errors: dict[int, str] = {}
         for batch, ok, errs in self._prepared_batches(samples, positions, on_error):
@@ -290,8 +188,12 @@ class Embedder:
             if batch is None:
                 continue
             tensor = torch.from_numpy(batch).permute(0, 3, 1, 2)  # NCHW view of NHWC
+
+            def done(lo, hi, rows, ok=ok):
+                on_batch([positions[j] for j in ok[lo:hi]], rows)
+
             feats = self._forward(
-                lambda lo, hi, t=tensor: self._to_device(t[lo:hi]), len(ok)
+                lambda lo, hi, t=tensor: self._to_device(t[lo:hi]), len(ok), done
             )
             if out is None:
                 out = np.full((len(positions), feats.shape[1]), np.nan, np.float32)
@@ -299,7 +201,7 @@ class Embedder:
         return out, errors
 
     # ------------------------------------------------------------ texts
-    def _embed_texts(self, samples, positions, on_error):
+    def _embed_texts(self, samples, positions, on_error, on_batch):
         sub = Samples([samples.values[p] for p in positions], None)
         bad = check_texts(sub)
         errors = {}
@@ -317,28 +219,28 @@ class Embedder:
         inverse = np.array(
             [unique.setdefault(sub.values[j], len(unique)) for j in valid]
         )
+        members: list[list[int]] = [[] for _ in unique]  # sample positions per text
+        for j, u in zip(valid, inverse, strict=True):
+            members[u].append(positions[j])
         texts = list(unique)
         tok = self.loaded.tokenizer
-        ids = tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        ids = token_ids(tok, texts, self.max_length)
         lengths = np.array([len(x) for x in ids])
         order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows early
-        pad_id = tok.pad_token_id or 0
 
         def make_batch(lo: int, hi: int) -> dict:
-            idx = order[lo:hi]
-            width = int(lengths[idx].max())
-            input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, k in enumerate(idx):
-                input_ids[r, : lengths[k]] = ids[k]
-                mask[r, : lengths[k]] = 1
-            return {
-                "input_ids": self._to_device(torch.from_numpy(input_ids)),
-                "attention_mask": self._to_device(torch.from_numpy(mask)),
-            }
+            batch = pad_tokens([ids[k] for k in order[lo:hi]], tok.pad_token_id)
+            return {k: self._to_device(v) for k, v in batch.items()}
+
+        def done(lo, hi, rows):
+            done_positions, done_rows = [], []
+            for r, k in enumerate(order[lo:hi]):
+                done_positions += members[k]
+                done_rows += [r] * len(members[k])
+            on_batch(done_positions, rows[done_rows])
 
         self._bar.total = len(bad) + len(texts)
-        feats_sorted = self._forward(make_batch, len(texts))
+        feats_sorted = self._forward(make_batch, len(texts), done)
         feats = np.empty_like(feats_sorted)
         feats[order] = feats_sorted
         out = np.full((len(positions), feats.shape[1]), np.nan, np.float32)
@@ -346,7 +248,13 @@ class Embedder:
         return out, errors
 
     # ------------------------------------------------------------ tabular
-    def _embed_rows(self, samples, positions):
-        X = np.asarray(samples.values, dtype=np.float32)[list(positions)]
+    def _embed_rows(self, samples, positions, on_batch):
+        positions = list(positions)
+        X = np.asarray(samples.values, dtype=np.float32)[positions]
         tensor = torch.from_numpy(X)
-        return self._forward(lambda lo, hi: self._to_device(tensor[lo:hi]), len(X)), {}
+
+        def done(lo, hi, rows):
+            on_batch(positions[lo:hi], rows)
+
+        out = self._forward(lambda lo, hi: self._to_device(tensor[lo:hi]), len(X), done)
+        return out, {}

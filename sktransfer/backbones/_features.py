@@ -1,5 +1,8 @@
 """Feature modules: one ``nn.Module`` per modality that turns a batch into features.
 
+:func:`build_feature_model` is the one factory that wraps a network in the module
+of its modality, and :func:`feature_width` the one way to learn its output width.
+
 They wrap a loaded network (never copy it) and add the parts every backbone needs
 the same way: input normalisation on the device, layer selection by forward hook,
 and pooling. The extractor and the fine-tuning estimators both use them, so a
@@ -18,6 +21,8 @@ __all__ = [
     "TabularFeatureModel",
     "TextFeatureModel",
     "block_names",
+    "build_feature_model",
+    "feature_width",
     "pool",
 ]
 
@@ -294,3 +299,75 @@ class TabularFeatureModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self._tap.run(self.sktransfer_inner, x.float())
         return pool(out, "avg" if self.pooling == "auto" else self.pooling)
+
+
+def _is_convnet(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def build_feature_model(
+    spec,
+    model: nn.Module,
+    layer=None,
+    pooling: str = "auto",
+    channels_last: bool = True,
+) -> nn.Module:
+    """Wrap ``model`` in the feature module of ``spec``'s modality.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+        The (loaded) spec: modality and preprocessing.
+    model : nn.Module
+        The network; wrapped, not copied.
+    layer, pooling
+        As in :class:`~sktransfer.PretrainedFeatureExtractor`.
+    channels_last : bool
+        Use channels-last memory for convnets (faster on CPU and GPU).
+
+    Returns
+    -------
+    nn.Module
+    """
+    if spec.modality == "image":
+        pre = spec.preprocessing
+        use_cl = channels_last and _is_convnet(model)
+        if use_cl:
+            model.to(memory_format=torch.channels_last)
+        return ImageFeatureModel(model, pre.mean, pre.std, layer, pooling, use_cl)
+    if spec.modality == "text":
+        if pooling == "auto":
+            pooling = spec.preprocessing.pooling
+        return TextFeatureModel(model, pooling, layer)
+    return TabularFeatureModel(model, layer, pooling)
+
+
+def feature_width(
+    features: nn.Module, spec, tokenizer=None, n_features_in: int | None = None
+) -> int:
+    """Output width of ``features``, from one tiny forward pass on the CPU.
+
+    The module's train/eval mode and the global RNG are left as they were.
+    """
+    if spec.modality == "image":
+        size = spec.preprocessing.size
+        inputs: tuple = (torch.zeros((1, 3, size, size), dtype=torch.uint8),)
+        kwargs = {}
+    elif spec.modality == "text":
+        enc = tokenizer(["probe"], return_tensors="pt")
+        inputs = ()
+        kwargs = {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+        }
+    else:
+        inputs = (torch.zeros((1, int(n_features_in)), dtype=torch.float32),)
+        kwargs = {}
+    was_training = features.training
+    features.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            out = features(*inputs, **kwargs)
+    finally:
+        features.train(was_training)
+    return int(out.shape[-1])

@@ -1,0 +1,116 @@
+"""Cache keys: everything that changes what the network sees, and nothing less.
+
+A key is ``blake2b(prefix + content)``. The prefix fingerprints the settings
+(weights identity, preprocessing, layer, pooling, precision, device type, max
+length, normalisation); the content is, per kind of sample:
+
+- a text: its code points (UTF-8, surrogates passed through);
+- bytes: all of them;
+- a numeric array: dtype, shape and every byte (conversion to an image is a
+  deterministic function of these);
+- a PIL image: the *prepared* input, i.e. the uint8 crop the network is fed
+  (palette, transparency, EXIF orientation and mode are all applied by then);
+- a file path: the absolute path, size, modification time, change time (ctime)
+  and inode. Any write to a file through the file system updates its ctime,
+  which cannot be set back (``os.utime`` restores mtime only), so a rewritten
+  file gets a new key even when its size and mtime were restored. The exceptions
+  are stated in the reliability guide: a file system whose ctime does not move
+  (some network and FUSE mounts), or a system clock set back between writes.
+
+A sample that cannot be keyed (a missing file, an unreadable image) gets None:
+it is embedded (or reported) but never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+
+from sktransfer._images import prepare_image
+from sktransfer.exceptions import InputError
+
+__all__ = ["fingerprint", "sample_key", "sample_keys"]
+
+
+def fingerprint(*parts: Any) -> str:
+    """Hash of the settings that change an embedding.
+
+    Examples
+    --------
+    >>> fingerprint("a", 1) == fingerprint("a", 1) != fingerprint("a", 2)
+    True
+    """
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def _file_identity(path: str | os.PathLike) -> bytes | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # missing, or an embedded NUL byte
+        return None
+    if not os.path.isfile(path):
+        return None
+    return (
+        f"p{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
+        f"{st.st_ino}"
+    ).encode("utf-8", "surrogatepass")
+
+
+def sample_key(prefix: str, value: Any, image_pre=None) -> str | None:
+    """The key of one sample, or None if it cannot be keyed safely.
+
+    Parameters
+    ----------
+    prefix : str
+        :func:`fingerprint` of the settings.
+    value : object
+        One sample.
+    image_pre : ImagePreprocessing, optional
+        Given for image backbones: a ``str`` is then a file path, and a PIL
+        image is keyed by its prepared input.
+    """
+    h = hashlib.blake2b(prefix.encode(), digest_size=20)
+    if isinstance(value, os.PathLike) or (
+        isinstance(value, str) and image_pre is not None
+    ):
+        ident = _file_identity(value)
+        if ident is None:
+            return None
+        h.update(ident)
+    elif isinstance(value, str):
+        h.update(b"s")
+        h.update(value.encode("utf-8", "surrogatepass"))
+    elif isinstance(value, bytes | bytearray | memoryview):
+        h.update(b"b")
+        h.update(value)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            return None
+        h.update(f"a{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).data)
+    elif image_pre is not None and _is_pil(value):
+        try:
+            prepared = prepare_image(value, "row", image_pre)
+        except InputError:
+            return None  # reported when it is embedded
+        h.update(b"i")
+        h.update(prepared.tobytes())
+    else:
+        return None
+    return h.hexdigest()
+
+
+def sample_keys(prefix: str, values, image_pre=None) -> list[str | None]:
+    """:func:`sample_key` of every value."""
+    return [sample_key(prefix, v, image_pre) for v in values]
+
+
+def _is_pil(value: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, Image.Image)

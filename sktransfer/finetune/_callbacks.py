@@ -1,0 +1,117 @@
+"""The training callbacks the fine-tuners add to skorch's defaults.
+
+Validation scoring on the original labels, early stopping, checkpoints (with
+resume) and fp16 loss scaling. All of them are plain skorch callbacks, so they
+compose with the user's ``callbacks=`` (which run after these).
+"""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.metrics import get_scorer
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    LoadInitState,
+)
+
+__all__ = ["GradScaling", "OriginalLabelScorer", "training_callbacks"]
+
+
+class OriginalLabelScorer:
+    """A scikit-learn scorer fed the original labels (skorch passes encoded ones).
+
+    Parameters
+    ----------
+    scoring : str or callable
+        A scorer name (``"f1_macro"``) or a ``scorer(estimator, X, y)``.
+    """
+
+    def __init__(self, scoring):
+        self.scoring = scoring
+
+    def __call__(self, net, X, y):
+        y = np.asarray(y)
+        if hasattr(net, "label_encoder_"):
+            y = net.classes_[y.astype(int)]
+        scorer = get_scorer(self.scoring) if isinstance(self.scoring, str) else None
+        return (scorer or self.scoring)(net, X, y)
+
+
+class GradScaling(Callback):
+    """fp16 loss scaling with ``torch.amp.GradScaler``, through skorch's hooks.
+
+    The net scales the loss before ``backward`` (``train_step_single``); this
+    callback unscales the gradients as soon as they are computed (so gradient
+    clipping and other ``on_grad_computed`` callbacks see true values), drops them
+    when they overflowed (the optimizer then skips those parameters, as
+    ``GradScaler.step`` would), and updates the scale after every batch.
+    """
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        scaler = net.grad_scaler_
+        if scaler is None:
+            return
+        scaler.unscale_(net.optimizer_)
+        params = [p for _, p in named_parameters]
+        finite = all(
+            bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None
+        )
+        if not finite:
+            for p in params:
+                p.grad = None
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and net.grad_scaler_ is not None:
+            net.grad_scaler_.update()
+
+
+def training_callbacks(net) -> list[tuple[str, Callback]]:
+    """Validation scoring, early stopping and checkpointing for ``net``.
+
+    Built by ``set_params`` too, before ``fit`` checks the parameters, so a bad
+    value here leaves its callback out instead of raising.
+    """
+    name = net.scoring if isinstance(net.scoring, str) else "score"
+    extra: list[tuple[str, Callback]] = [("grad_scaling", GradScaling())]
+    valid = isinstance(net.valid_size, Real) and net.valid_size > 0
+    if valid:
+        monitor = f"valid_{name}"
+        extra.append(
+            (
+                monitor,
+                EpochScoring(
+                    OriginalLabelScorer(net.scoring),
+                    lower_is_better=False,  # scikit-learn scorers: greater is better
+                    name=monitor,
+                ),
+            )
+        )
+        if isinstance(net.patience, Integral) and net.patience > 0:
+            extra.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor=monitor,
+                        patience=net.patience,
+                        lower_is_better=False,
+                        load_best=True,
+                    ),
+                )
+            )
+    if isinstance(net.checkpoint_dir, str | os.PathLike):
+        # best epoch on validation loss, or every epoch without validation
+        checkpoint = Checkpoint(
+            dirname=net.checkpoint_path(),
+            monitor="valid_loss_best" if valid else None,
+        )
+        extra.append(("checkpoint", checkpoint))
+        if net.checkpoint_dir != "auto":  # a directory of the user's: resume
+            extra.append(("resume", LoadInitState(checkpoint)))
+    return extra

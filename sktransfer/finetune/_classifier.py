@@ -1,0 +1,271 @@
+"""FineTunedClassifier: fine-tune a backbone with a new classification head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from sktransfer._inputs import is_missing
+from sktransfer.finetune._mixin import FineTuneMixin
+from sktransfer.finetune._module import TransferModule
+from sktransfer.finetune._params import check_split
+
+__all__ = ["FineTunedClassifier", "check_y_missing"]
+
+
+def check_y_missing(y) -> np.ndarray:
+    """``y`` as an array; missing labels (None, NaN, NA, NaT) are an error that
+    names their rows."""
+    y = np.asarray(y)
+    if y.dtype.kind in "fcOmM":
+        flat = y.reshape(len(y), -1) if y.ndim > 1 else y[:, None]
+        rows = [i for i in range(len(y)) if any(is_missing(v) for v in flat[i])]
+        if rows:
+            raise ValueError(
+                f"y has missing values (None/NaN) at rows {rows[:10]}"
+                f"{' ...' if len(rows) > 10 else ''}; drop those samples or fill "
+                "their labels first."
+            )
+    return y
+
+
+class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
+    """Fine-tune a pretrained backbone with a new classification head.
+
+    A :class:`skorch.NeuralNetClassifier`: skorch's callbacks, history,
+    ``save_params`` / ``load_params``, ``warm_start`` and ``partial_fit`` all work,
+    and it is a scikit-learn classifier (string or gapped labels, ``classes_``,
+    ``predict`` returns the original labels, ``predict_proba`` columns follow
+    ``classes_``).
+
+    Parameters
+    ----------
+    backbone : str, path, nn.Module or BackboneSpec, default="efficientnet_lite0"
+        As in :class:`~sktransfer.PretrainedFeatureExtractor`.
+    strategy : {"head", "last_n", "full", "gradual"}, default="last_n"
+        ``"head"``: the backbone stays frozen and only the head is trained; the
+        backbone runs once per sample (cached embeddings), not once per epoch.
+        ``"last_n"``: the last ``n_blocks`` blocks (and the layers after them) are
+        trained too. ``"full"``: everything is trained. ``"gradual"``: one more
+        block is unfrozen at the start of each epoch, last block first.
+    n_blocks : int, default=2
+        Blocks trained by ``"last_n"``.
+    weights : str or path, default=None
+        As in the extractor.
+    pooling : str, default="auto"
+        As in the extractor.
+    lr : float, default=1e-3
+        Learning rate of the head.
+    backbone_lr : float, default=None
+        Learning rate of the backbone's trainable parameters (discriminative
+        learning rates); None means ``lr / 10``.
+    max_epochs : int, default=10
+    batch_size : int, default=32
+    weight_decay : float, default=0.01
+        Weight decay, passed to the optimizer (``optimizer__weight_decay`` wins).
+    dropout : float, default=0.1
+        Dropout before the head.
+    label_smoothing : float, default=0.0
+    class_weight : dict, "balanced" or None, default=None
+        Loss weights per class, as in scikit-learn.
+    augment : "auto", bool or nn.Module, default="auto"
+        Image augmentation in training only: ``"auto"``/True is a random resized
+        crop (60-100 % of the area) and a horizontal flip; False disables it; an
+        ``nn.Module`` taking a uint8 ``(N, C, H, W)`` batch replaces it.
+    valid_size : float or None, default=0.1
+        Fraction held out (stratified) for validation; None trains on everything.
+    scoring : str, default="accuracy"
+        Validation score recorded each epoch (``"f1_macro"``...).
+    patience : int or None, default=None
+        Early stopping on ``scoring`` after ``patience`` epochs without progress;
+        the best weights are restored.
+    checkpoint_dir : str, path, "auto" or None, default=None
+        Save the best epoch there (skorch ``Checkpoint``; on ``valid_loss``, or
+        every epoch without validation). A directory of yours also resumes:
+        ``fit`` first loads the parameters, optimizer and history saved there,
+        then trains ``max_epochs`` more. ``"auto"`` is a fresh temporary
+        directory per estimator (no resuming), so parallel CV never collides.
+    device : str, default="auto"
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Forward passes under ``torch.autocast`` in that dtype (weights and
+        optimizer stay float32; fp16 scales the loss with a ``GradScaler``).
+        ``"auto"``: bf16 on a GPU that supports it, else fp16; fp32 on the CPU.
+    max_length : int, default=None
+        Token limit for text backbones.
+    random_state : int or None, default=None
+        Seeds initialisation, shuffling, dropout and augmentation without touching
+        the global RNG: two fits with the same seed give identical models on CPU.
+    callbacks : list, default=None
+        Extra skorch callbacks (``LRScheduler``, ``Freezer``, ``GradientNormClipping``
+        ...). They run after the estimator's own (strategy, scoring, early
+        stopping, checkpoint), so a ``Freezer`` at an epoch where the strategy
+        unfreezes a block wins.
+    verbose : int, default=0
+    optimizer : torch optimizer class, default=torch.optim.AdamW
+        Any ``torch.optim`` class; ``optimizer__*`` parameters (``momentum``,
+        ``betas``, ``param_groups``...) are routed to it as skorch documents. Unless
+        ``optimizer__param_groups`` is given, the backbone's parameters form one
+        group at ``backbone_lr`` and the head another at ``lr``.
+    criterion : loss class or instance, default=torch.nn.CrossEntropyLoss
+        ``criterion__*`` parameters are routed to it; ``class_weight`` and
+        ``label_smoothing`` are passed as ``weight`` / ``label_smoothing`` unless
+        given as ``criterion__weight`` / ``criterion__label_smoothing``. The module
+        outputs logits.
+    trust_remote_code : bool, default=False
+        Allow a Hugging Face model folder to run its own code.
+    **kwargs
+        Passed to :class:`skorch.NeuralNetClassifier`: ``iterator_train__*``,
+        ``iterator_valid__*``, ``module__*`` (to :class:`TransferModule`),
+        ``warm_start``, ``train_split`` (with ``valid_size=None``)...
+
+    See Also
+    --------
+    sktransfer.PretrainedFeatureExtractor : the frozen backbone as a transformer.
+
+    Notes
+    -----
+    Every parameter is checked in ``fit``, with scikit-learn's wording. Changing
+    ``backbone``, ``weights`` or ``pooling`` after ``fit`` needs a new ``fit``
+    (``predict`` says so).
+
+    Examples
+    --------
+    >>> from sktransfer import FineTunedClassifier
+    >>> texts = ["good", "great", "bad", "awful"] * 3
+    >>> labels = ["pos", "pos", "neg", "neg"] * 3
+    >>> clf = FineTunedClassifier("test-text", strategy="full", max_epochs=2,
+    ...                           valid_size=None, random_state=0).fit(texts, labels)
+    >>> clf.classes_.tolist()
+    ['neg', 'pos']
+    >>> clf.predict_proba(texts[:2]).shape
+    (2, 2)
+    """
+
+    _stratified = True
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        strategy="last_n",
+        *,
+        n_blocks=2,
+        weights=None,
+        pooling="auto",
+        lr=1e-3,
+        backbone_lr=None,
+        max_epochs=10,
+        batch_size=32,
+        weight_decay=0.01,
+        dropout=0.1,
+        label_smoothing=0.0,
+        class_weight=None,
+        augment="auto",
+        valid_size=0.1,
+        scoring="accuracy",
+        patience=None,
+        checkpoint_dir=None,
+        device="auto",
+        precision="auto",
+        max_length=None,
+        random_state=None,
+        callbacks=None,
+        verbose=0,
+        optimizer=torch.optim.AdamW,
+        criterion=nn.CrossEntropyLoss,
+        trust_remote_code=False,
+        **kwargs,
+    ):
+        super().__init__(
+            module=kwargs.pop("module", TransferModule),
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=kwargs.pop("train_split", None),
+            callbacks=callbacks,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.backbone = backbone
+        self.strategy = strategy
+        self.n_blocks = n_blocks
+        self.weights = weights
+        self.pooling = pooling
+        self.backbone_lr = backbone_lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.augment = augment
+        self.valid_size = valid_size
+        self.scoring = scoring
+        self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
+        self.precision = precision
+        self.max_length = max_length
+        self.random_state = random_state
+        self.trust_remote_code = trust_remote_code
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _criterion_defaults(self) -> dict:
+        kwargs = {}
+        if self.class_weight is not None:
+            y = self.classes_[self._y_encoded_]
+            w = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            kwargs["weight"] = torch.as_tensor(w, dtype=torch.float32)
+        if self.label_smoothing:
+            kwargs["label_smoothing"] = self.label_smoothing
+        return kwargs
+
+    def _prepare_y(self, y, classes, keep: bool):
+        y = check_y_missing(y)
+        check_classification_targets(y)
+        if not keep or not hasattr(self, "label_encoder_"):
+            self.label_encoder_ = LabelEncoder().fit(
+                y if classes is None else np.asarray(classes)
+            )
+        classes = self.label_encoder_.classes_
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has one class ({classes[0]!r}); a classifier needs at least "
+                "two. Check the labels (e.g. after filtering)."
+            )
+        unknown = set(np.unique(y)) - set(classes)
+        if unknown:
+            raise ValueError(
+                f"y has labels {sorted(unknown)} not seen in the first fit "
+                f"(classes: {classes.tolist()})."
+            )
+        self._y_encoded_ = self.label_encoder_.transform(y).astype(np.int64)
+        check_split(self, self._y_encoded_, classes)
+        return self._y_encoded_
+
+    @property
+    def classes_(self):
+        if not hasattr(self, "label_encoder_"):
+            raise AttributeError("classes_ is set by fit")
+        return self.label_encoder_.classes_
+
+    @classes_.setter
+    def classes_(self, value):  # skorch may try to set it; ours comes from y
+        pass
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        self._check_fitted()
+        with torch.random.fork_rng(devices=[]):
+            return super().predict_proba(X)
+
+    def predict(self, X):
+        """Predicted labels (the original ones, e.g. strings)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]

@@ -1,0 +1,324 @@
+"""What the fine-tuning classifier and regressor share, on skorch's public hooks.
+
+Everything goes through the extension points skorch documents:
+``initialize_module`` / ``initialize_criterion`` / ``initialize_optimizer``
+(with ``get_params_for`` and ``get_params_for_optimizer``, so ``module__*``,
+``criterion__*`` and ``optimizer__*`` keep their meaning), ``get_dataset`` /
+``get_iterator`` / ``get_split_datasets``, ``infer`` and ``train_step_single``
+(mixed precision), and callbacks (strategies, scoring, loss scaling). No private
+skorch method is called or overridden. Fitted state ends with ``_``, so skorch's
+``get_params`` lists exactly the parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import tempfile
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import _num_samples
+from skorch.callbacks import EpochScoring
+from skorch.dataset import Dataset, ValidSplit, unpack_data
+from torch import nn
+from torch.utils.data import Subset
+
+from sktransfer._base import BackboneMixin
+from sktransfer._inputs import Samples, check_texts
+from sktransfer._runtime import autocast, resolve_device, resolve_precision
+from sktransfer.backbones._features import build_feature_model
+from sktransfer.exceptions import InputError
+from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbacks
+from sktransfer.finetune._data import LengthGroupedBatchSampler, SampleDataset
+from sktransfer.finetune._module import BatchAugment
+from sktransfer.finetune._params import callbacks_ok, check_params
+from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
+
+__all__ = ["FineTuneMixin"]
+
+
+class FineTuneMixin(BackboneMixin):
+    """Shared by :class:`FineTunedClassifier` and :class:`FineTunedRegressor`."""
+
+    # --------------------------------------------------------- device param
+    # ``device="auto"`` is kept as given (get_params, clone) and resolved
+    # wherever skorch reads ``self.device``.
+    @property
+    def device(self):
+        raw = self.__dict__.get("device", "auto")
+        return (
+            str(resolve_device(raw)) if isinstance(raw, str) and raw == "auto" else raw
+        )
+
+    @device.setter
+    def device(self, value):
+        self.__dict__["device"] = value
+
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        params["device"] = self.__dict__.get("device", "auto")
+        # skorch's own bookkeeping, which skorch 1.4 lists as a parameter
+        params.pop("_params_to_validate", None)
+        return params
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["sktransfer_device"] = state.get("device", "auto")
+        state["device"] = self.device  # skorch maps CUDA tensors by this on load
+        return state
+
+    def __setstate__(self, state):
+        raw = state.pop("sktransfer_device", state.get("device", "auto"))
+        super().__setstate__(state)  # CUDA-trained tensors land on the CPU if needed
+        if str(raw).startswith("cuda") and not torch.cuda.is_available():
+            raw = "cpu"
+        self.__dict__["device"] = raw
+
+    def set_params(self, **params):
+        if "callbacks" in params and not callbacks_ok(params["callbacks"]):
+            self.callbacks = params.pop("callbacks")  # fit reports the bad value
+        return super().set_params(**params)
+
+    # --------------------------------------------------------- data
+    def _samples(self, X, reset: bool) -> Samples:
+        samples = self._check_samples(X, reset=reset)
+        if self._backbone_spec().modality == "text":
+            bad = check_texts(samples)
+            if bad:
+                raise InputError(next(iter(bad.values())))
+        return samples
+
+    def get_dataset(self, X, y=None):
+        if isinstance(X, Dataset):
+            return X
+        if self.strategy == "head":  # frozen backbone: embed once (cached)
+            return Dataset(self._head_extractor_.transform(X), y)
+        samples = self._samples(X, reset=False)
+        loaded = self._load_backbone()
+        return SampleDataset(samples, y, loaded, self._runtime(loaded).max_length)
+
+    def get_iterator(self, dataset, training=False):
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        collate = getattr(base, "collate", None)
+        if collate is not None:
+            kwargs.setdefault("collate_fn", collate)
+        generator = getattr(self, "_shuffle_generator_", None)
+        if training and generator is not None:  # seeded shuffling (random_state)
+            kwargs.setdefault("generator", generator)
+        lengths = getattr(base, "lengths", None)
+        if training and lengths is not None and kwargs.get("shuffle", True):
+            # texts: batches of similar length (less padding), in random order
+            if isinstance(dataset, Subset):
+                lengths = lengths[np.asarray(dataset.indices)]
+            kwargs["batch_sampler"] = LengthGroupedBatchSampler(
+                lengths, kwargs.pop("batch_size"), kwargs.pop("generator", None)
+            )
+            kwargs.pop("shuffle", None)
+        iterator = self.iterator_train if training else self.iterator_valid
+        return iterator(dataset, **kwargs)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        if not self.valid_size:  # a user's train_split, or none
+            return super().get_split_datasets(X, y, **fit_params)
+        dataset = self.get_dataset(X, y)
+        split = ValidSplit(
+            self.valid_size, stratified=self._stratified, random_state=self.random_state
+        )
+        return split(dataset, y, **fit_params)
+
+    # --------------------------------------------------------- precision
+    def _autocast(self):
+        device = torch.device(self.device)
+        return autocast(device, resolve_precision(self.precision, device))
+
+    def infer(self, x, **fit_params):
+        with self._autocast():
+            out = super().infer(x, **fit_params)
+        return out.float()
+
+    def train_step_single(self, batch, **fit_params):
+        if self.grad_scaler_ is None:
+            return super().train_step_single(batch, **fit_params)
+        # fp16: the loss is scaled so that small gradients do not underflow; the
+        # GradScaling callback unscales them and updates the scale.
+        self.module_.train()
+        if isinstance(self.criterion_, nn.Module):
+            self.criterion_.train()
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    # --------------------------------------------------------- initialisation
+    def initialize_module(self):
+        n_out = self._n_outputs()
+        if self.strategy == "head":
+            self._head_extractor_ = self._head_extractor()
+            n_in = self._head_extractor_._n_features_out
+            module = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(n_in, n_out))
+        else:
+            loaded = self._load_backbone()
+            features = build_feature_model(
+                loaded.spec, copy.deepcopy(loaded.model), pooling=self.pooling
+            )
+            augment = None
+            if loaded.spec.modality == "image" and self.augment is not False:
+                augment = (
+                    BatchAugment() if self.augment in (True, "auto") else (self.augment)
+                )
+            kwargs = {
+                "features": features,
+                "n_features": self._output_width(loaded),
+                "n_outputs": n_out,
+                "dropout": self.dropout,
+                "augment": augment,
+                **self.get_params_for("module"),
+            }
+            module = self.initialized_instance(self.module, kwargs)
+            apply_strategy(module, self.strategy, self.n_blocks)
+        self.module_ = module.to(self.device)
+        return self
+
+    def _head_extractor(self):
+        from sktransfer._extractor import PretrainedFeatureExtractor
+
+        spec = self._backbone_spec()
+        probe = (
+            np.zeros((1, self.n_features_in_), np.float32)
+            if spec.modality == "tabular"
+            else ["probe"]
+            if spec.modality == "text"
+            else [np.zeros((8, 8, 3), np.uint8)]
+        )
+        return PretrainedFeatureExtractor(
+            self.backbone,
+            weights=self.weights,
+            pooling=self.pooling,
+            device=self.__dict__.get("device", "auto"),
+            precision=self.precision,
+            max_length=self.max_length,
+            normalize=False,
+            trust_remote_code=self.trust_remote_code,
+        ).fit(probe)
+
+    def initialize_criterion(self):
+        kwargs = {**self._criterion_defaults(), **self.get_params_for("criterion")}
+        criterion = self.initialized_instance(self.criterion, kwargs)
+        if isinstance(criterion, nn.Module):
+            criterion = criterion.to(self.device)
+        self.criterion_ = criterion
+        return self
+
+    def initialize_optimizer(self, *args, **kwargs):
+        named = list(self.get_all_learnable_params())
+        args, kwargs = self.get_params_for_optimizer("optimizer", named)
+        if "param_groups" not in self.get_params_for("optimizer"):
+            # discriminative learning rates: the backbone at backbone_lr
+            backbone_lr = self.backbone_lr
+            if backbone_lr is None:
+                backbone_lr = kwargs["lr"] * 0.1
+            backbone = [p for n, p in named if n.startswith("backbone.")]
+            head = [p for n, p in named if not n.startswith("backbone.")]
+            groups = [{"params": backbone, "lr": backbone_lr}, {"params": head}]
+            args = ([g for g in groups if g["params"]],)
+        if self.weight_decay:
+            kwargs.setdefault("weight_decay", self.weight_decay)
+        self.optimizer_ = self.optimizer(*args, **kwargs)
+        device = torch.device(self.device)
+        fp16 = resolve_precision(self.precision, device) == torch.float16
+        self.grad_scaler_ = torch.amp.GradScaler(device.type) if fp16 else None
+        return self
+
+    def get_default_callbacks(self):
+        callbacks = []
+        for name, cb in super().get_default_callbacks():
+            if name == "valid_acc":  # skorch's scores encoded labels; ours decodes
+                cb = EpochScoring(
+                    OriginalLabelScorer("accuracy"),
+                    name="valid_acc",
+                    lower_is_better=False,
+                )
+            callbacks.append((name, cb))
+        if isinstance(self.strategy, str) and self.strategy == "gradual":
+            callbacks += gradual_unfreezers(self._load_backbone().model)
+        return callbacks + training_callbacks(self)
+
+    def checkpoint_path(self) -> str:
+        """Where the ``Checkpoint`` callback writes (``"auto"``: a fresh
+        temporary directory per estimator, so parallel CV never collides)."""
+        if self.checkpoint_dir == "auto":
+            if getattr(self, "_checkpoint_dirname_", None) is None:
+                self._checkpoint_dirname_ = tempfile.mkdtemp(prefix="sktransfer-ckpt-")
+            return self._checkpoint_dirname_
+        return os.fspath(self.checkpoint_dir)
+
+    # --------------------------------------------------------- fit
+    @contextlib.contextmanager
+    def _seeded(self):
+        seed = self.random_state
+        with torch.random.fork_rng(devices=[]):  # never touches the global RNG
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._shuffle_generator_ = (
+                None if seed is None else torch.Generator().manual_seed(seed)
+            )
+            yield
+
+    def fit(self, X, y=None, **fit_params):
+        keep = self.warm_start and getattr(self, "initialized_", False)
+        y = self._check_fit_input(X, y, None, fit_params, keep)
+        self._in_fit_ = True  # skorch's fit calls partial_fit: y is ready
+        try:
+            with self._seeded():
+                return super().fit(X, y, **fit_params)
+        finally:
+            self._in_fit_ = False
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if getattr(self, "_in_fit_", False):
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        keep = getattr(self, "initialized_", False)
+        y = self._check_fit_input(X, y, classes, fit_params, keep)
+        with self._seeded():
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    def _check_fit_input(self, X, y, classes, fit_params, keep: bool):
+        """Check the parameters, ``X`` and ``y``; return the prepared ``y``."""
+        name = type(self).__name__
+        check_params(self, classifier=self._stratified)
+        if "sample_weight" in fit_params:
+            raise TypeError(
+                f"{name}.fit does not support sample_weight; weight classes with "
+                "class_weight= (e.g. 'balanced') instead."
+            )
+        if y is None:
+            raise ValueError(
+                f"{name} requires y to be passed, but the target y is None."
+            )
+        if keep:
+            self._check_network_unchanged()
+        if not isinstance(X, Dataset):
+            samples = self._samples(X, reset=not keep)
+            if _num_samples(y) != len(samples):
+                raise ValueError(
+                    f"X has {len(samples)} samples but y has {_num_samples(y)}; "
+                    "they must match."
+                )
+        y = self._prepare_y(y, classes, keep)
+        self._remember_network()
+        return y
+
+    def _check_fitted(self):
+        if not getattr(self, "initialized_", False):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit first."
+            )
+        self._check_network_unchanged()

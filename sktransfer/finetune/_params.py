@@ -1,0 +1,136 @@
+"""The fine-tuners' parameters: their constraints, checked once per ``fit``.
+
+Messages use scikit-learn's wording ("The 'max_epochs' parameter of
+FineTunedClassifier must be an int in the range [1, inf). Got 0 instead."); the
+checks that need the data (a stratified split with too few samples per class)
+name the parameter and the fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from torch import nn
+
+from sktransfer._compat import (
+    Interval,
+    RealNotInt,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sktransfer.backbones._spec import BackboneSpec
+from sktransfer.finetune._module import TransferModule
+from sktransfer.finetune._strategies import STRATEGIES
+
+__all__ = ["callbacks_ok", "check_params", "check_split", "constraints"]
+
+
+_COMMON = {
+    "backbone": [str, os.PathLike, nn.Module, BackboneSpec],
+    "strategy": [StrOptions(set(STRATEGIES))],
+    "n_blocks": [Interval(Integral, 1, None, closed="left")],
+    "weights": [None, str, os.PathLike],
+    "pooling": [StrOptions({"auto", "avg", "max", "cls", "mean"})],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "backbone_lr": [None, Interval(Real, 0, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"-1"})],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "augment": ["boolean", StrOptions({"auto"}), nn.Module],
+    "valid_size": [None, Interval(RealNotInt, 0, 1, closed="neither")],
+    "scoring": [str, callable],
+    "patience": [None, Interval(Integral, 1, None, closed="left")],
+    "checkpoint_dir": [None, str, os.PathLike],
+    "device": [str, torch.device],
+    "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+    "max_length": [None, Interval(Integral, 1, None, closed="left")],
+    "random_state": [None, Interval(Integral, 0, None, closed="left")],
+    "callbacks": [None, list],
+    "trust_remote_code": ["boolean"],
+    "optimizer": [callable],
+    "criterion": [callable, nn.Module],
+}
+_CLASSIFIER = {
+    "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+    "class_weight": [None, dict, StrOptions({"balanced"})],
+}
+
+
+def constraints(classifier: bool) -> dict:
+    """The parameter constraints of a classifier or a regressor."""
+    return {**_COMMON, **(_CLASSIFIER if classifier else {})}
+
+
+def _callback_ok(cb) -> bool:
+    if isinstance(cb, tuple) and len(cb) == 2 and isinstance(cb[0], str):
+        cb = cb[1]
+    return isinstance(cb, Callback) or (
+        isinstance(cb, type) and issubclass(cb, Callback)
+    )
+
+
+def callbacks_ok(callbacks) -> bool:
+    """None, or a list of skorch callbacks (or (name, callback) pairs)."""
+    return callbacks is None or (
+        isinstance(callbacks, list) and all(map(_callback_ok, callbacks))
+    )
+
+
+def check_params(net, classifier: bool) -> None:
+    """Check every parameter of ``net``; raise on the first bad one."""
+    name = type(net).__name__
+    params = net.get_params(deep=False)
+    if params.get("batch_size") == -1:  # skorch: the whole data set in one batch
+        params["batch_size"] = "-1"
+    validate_parameter_constraints(constraints(classifier), params, name)
+    if not callbacks_ok(net.callbacks):
+        raise TypeError(
+            f"The 'callbacks' parameter of {name} must be None or a list of skorch "
+            f"callbacks (or (name, callback) pairs). Got {net.callbacks!r} instead."
+        )
+    module = params.get("module", TransferModule)
+    if not (isinstance(module, type) and issubclass(module, TransferModule)):
+        raise TypeError(
+            f"{name} builds its module from backbone=; module= must be "
+            f"TransferModule or a subclass of it (to change the head). Got "
+            f"{module!r} instead."
+        )
+    if net.valid_size is not None and params.get("train_split") is not None:
+        raise ValueError(
+            f"{name} got both valid_size={net.valid_size} and train_split=; pass "
+            "one of them (valid_size=None to use your train_split)."
+        )
+    takes_decay = "weight_decay" in inspect.signature(net.optimizer).parameters
+    if net.weight_decay and not takes_decay:
+        raise ValueError(
+            f"weight_decay={net.weight_decay}, but {net.optimizer!r} takes no "
+            "weight_decay; pass weight_decay=0."
+        )
+
+
+def check_split(net, y_encoded: np.ndarray, classes) -> None:
+    """A stratified validation split needs enough samples of every class."""
+    if not net.valid_size or classes is None:
+        return
+    counts = np.bincount(y_encoded, minlength=len(classes))
+    if counts.min() < 2:
+        rare = [classes[i] for i in np.flatnonzero(counts < 2)][:5]
+        raise ValueError(
+            f"valid_size={net.valid_size} holds out a stratified validation split, "
+            f"which needs at least 2 samples of every class; class(es) {rare} have "
+            "1. Pass valid_size=None to train on every sample, or add samples."
+        )
+    n_valid = int(np.ceil(net.valid_size * len(y_encoded)))
+    if n_valid < len(classes) or len(y_encoded) - n_valid < len(classes):
+        raise ValueError(
+            f"valid_size={net.valid_size} of {len(y_encoded)} samples leaves "
+            f"{n_valid} for validation and {len(y_encoded) - n_valid} for training, "
+            f"but a stratified split needs at least one per class ({len(classes)} "
+            "classes). Change valid_size, or pass valid_size=None."
+        )

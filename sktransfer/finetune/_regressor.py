@@ -1,0 +1,137 @@
+"""FineTunedRegressor: fine-tune a backbone with a new regression head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils.validation import _check_y
+from skorch import NeuralNetRegressor
+from torch import nn
+
+from sktransfer.finetune._classifier import check_y_missing
+from sktransfer.finetune._mixin import FineTuneMixin
+from sktransfer.finetune._module import TransferModule
+
+__all__ = ["FineTunedRegressor"]
+
+
+class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
+    """Fine-tune a pretrained backbone with a new regression head.
+
+    Same parameters as :class:`FineTunedClassifier`, without the classification
+    ones (``label_smoothing``, ``class_weight``); ``scoring`` defaults to ``"r2"``
+    and the default ``criterion`` is ``torch.nn.MSELoss``. ``y`` may be 1-D or 2-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer import FineTunedRegressor
+    >>> X = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
+    >>> reg = FineTunedRegressor("test-cnn", strategy="full", max_epochs=1,
+    ...                          valid_size=None, random_state=0).fit(X, np.arange(8.0))
+    >>> reg.predict(X).shape
+    (8,)
+    """
+
+    _stratified = False
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        strategy="last_n",
+        *,
+        n_blocks=2,
+        weights=None,
+        pooling="auto",
+        lr=1e-3,
+        backbone_lr=None,
+        max_epochs=10,
+        batch_size=32,
+        weight_decay=0.01,
+        dropout=0.1,
+        augment="auto",
+        valid_size=0.1,
+        scoring="r2",
+        patience=None,
+        checkpoint_dir=None,
+        device="auto",
+        precision="auto",
+        max_length=None,
+        random_state=None,
+        callbacks=None,
+        verbose=0,
+        optimizer=torch.optim.AdamW,
+        criterion=nn.MSELoss,
+        trust_remote_code=False,
+        **kwargs,
+    ):
+        super().__init__(
+            module=kwargs.pop("module", TransferModule),
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=kwargs.pop("train_split", None),
+            callbacks=callbacks,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.backbone = backbone
+        self.strategy = strategy
+        self.n_blocks = n_blocks
+        self.weights = weights
+        self.pooling = pooling
+        self.backbone_lr = backbone_lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.augment = augment
+        self.valid_size = valid_size
+        self.scoring = scoring
+        self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
+        self.precision = precision
+        self.max_length = max_length
+        self.random_state = random_state
+        self.trust_remote_code = trust_remote_code
+
+    def _n_outputs(self):
+        return self.n_targets_
+
+    def _criterion_defaults(self) -> dict:
+        return {}
+
+    def _prepare_y(self, y, classes, keep: bool):  # classes: classifiers only
+        y = check_y_missing(y)
+        y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float32)
+        y2 = y.reshape(len(y), -1)
+        if keep and y2.shape[1] != self.n_targets_:
+            raise ValueError(
+                f"y has {y2.shape[1]} targets, but this regressor was fitted on "
+                f"{self.n_targets_}."
+            )
+        if not keep:
+            self._squeeze_y_ = y.ndim == 1
+        self.n_targets_ = y2.shape[1]
+        return y2
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y may be (n_samples, n_targets)
+        return tags
+
+    @property
+    def predict_proba(self):  # a regressor has no probabilities
+        raise AttributeError("FineTunedRegressor has no predict_proba; use predict.")
+
+    def predict(self, X):
+        """Predicted targets: shape (n_samples,) or (n_samples, n_targets)."""
+        self._check_fitted()
+        with torch.random.fork_rng(devices=[]):
+            parts = [
+                yp.detach().float().cpu().numpy()
+                for yp in self.forward_iter(X, training=False)
+            ]
+        out = np.concatenate(parts, 0).astype(np.float64)  # sklearn's convention
+        return out.ravel() if getattr(self, "_squeeze_y_", False) else out
