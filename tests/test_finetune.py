@@ -306,7 +306,10 @@ def test_bad_fit_arguments_have_clear_errors(images):
         match="The 'callbacks' parameter of FineTunedClassifier must be None or a list",
     ):
         make(callbacks=[1]).fit(X, y)
-    with pytest.raises(ValueError, match="The 'checkpoint_dir' parameter of FineTunedClassifier must be None"):
+    with pytest.raises(
+        ValueError,
+        match="The 'checkpoint_dir' parameter of FineTunedClassifier must be None",
+    ):
         make(checkpoint_dir=3).fit(X, y)
     with pytest.raises(ValueError, match="X has 24 samples but y has 3"):
         make().fit(X, y[:3])

@@ -12,7 +12,7 @@ from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples
 from sktransfer._text import pad_tokens, token_ids
 
-__all__ = ["LengthGroupedBatchSampler", "SampleDataset"]
+__all__ = ["LengthGroupedBatchSampler", "SampleDataset", "head_extractor"]
 
 
 class SampleDataset(Dataset):
@@ -114,3 +114,26 @@ class LengthGroupedBatchSampler:
             batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
         order = torch.randperm(len(batches), generator=self.generator).tolist()
         return iter([batches[i] for i in order])
+
+
+def head_extractor(net):
+    """The fitted frozen extractor that embeds once for ``strategy="head"``."""
+    from sktransfer._extractor import PretrainedFeatureExtractor
+
+    modality = net._backbone_spec().modality
+    if modality == "tabular":
+        probe = np.zeros((1, net.n_features_in_), np.float32)
+    elif modality == "text":
+        probe = ["probe"]
+    else:
+        probe = [np.zeros((8, 8, 3), np.uint8)]
+    return PretrainedFeatureExtractor(
+        net.backbone,
+        weights=net.weights,
+        pooling=net.pooling,
+        device=net.get_params(deep=False)["device"],
+        precision=net.precision,
+        max_length=net.max_length,
+        normalize=False,
+        trust_remote_code=net.trust_remote_code,
+    ).fit(probe)

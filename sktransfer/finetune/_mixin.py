@@ -28,11 +28,16 @@ from torch.utils.data import Subset
 
 from sktransfer._base import BackboneMixin
 from sktransfer._inputs import Samples, check_texts
-from sktransfer._runtime import autocast, resolve_device, resolve_precision
+from sktransfer._runtime import autocast, resolve_precision
 from sktransfer.backbones._features import build_feature_model
 from sktransfer.exceptions import InputError
 from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbacks
-from sktransfer.finetune._data import LengthGroupedBatchSampler, SampleDataset
+from sktransfer.finetune._data import (
+    LengthGroupedBatchSampler,
+    SampleDataset,
+    head_extractor,
+)
+from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
@@ -40,42 +45,8 @@ from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 __all__ = ["FineTuneMixin"]
 
 
-class FineTuneMixin(BackboneMixin):
+class FineTuneMixin(DeviceParamMixin, BackboneMixin):
     """Shared by :class:`FineTunedClassifier` and :class:`FineTunedRegressor`."""
-
-    # --------------------------------------------------------- device param
-    # ``device="auto"`` is kept as given (get_params, clone) and resolved
-    # wherever skorch reads ``self.device``.
-    @property
-    def device(self):
-        raw = self.__dict__.get("device", "auto")
-        return (
-            str(resolve_device(raw)) if isinstance(raw, str) and raw == "auto" else raw
-        )
-
-    @device.setter
-    def device(self, value):
-        self.__dict__["device"] = value
-
-    def get_params(self, deep=True, **kwargs):
-        params = super().get_params(deep=deep, **kwargs)
-        params["device"] = self.__dict__.get("device", "auto")
-        # skorch's own bookkeeping, which skorch 1.4 lists as a parameter
-        params.pop("_params_to_validate", None)
-        return params
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["sktransfer_device"] = state.get("device", "auto")
-        state["device"] = self.device  # skorch maps CUDA tensors by this on load
-        return state
-
-    def __setstate__(self, state):
-        raw = state.pop("sktransfer_device", state.get("device", "auto"))
-        super().__setstate__(state)  # CUDA-trained tensors land on the CPU if needed
-        if str(raw).startswith("cuda") and not torch.cuda.is_available():
-            raw = "cpu"
-        self.__dict__["device"] = raw
 
     def set_params(self, **params):
         if "callbacks" in params and not callbacks_ok(params["callbacks"]):
@@ -161,7 +132,7 @@ class FineTuneMixin(BackboneMixin):
     def initialize_module(self):
         n_out = self._n_outputs()
         if self.strategy == "head":
-            self._head_extractor_ = self._head_extractor()
+            self._head_extractor_ = head_extractor(self)
             n_in = self._head_extractor_._n_features_out
             module = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(n_in, n_out))
         else:
@@ -186,28 +157,6 @@ class FineTuneMixin(BackboneMixin):
             apply_strategy(module, self.strategy, self.n_blocks)
         self.module_ = module.to(self.device)
         return self
-
-    def _head_extractor(self):
-        from sktransfer._extractor import PretrainedFeatureExtractor
-
-        spec = self._backbone_spec()
-        probe = (
-            np.zeros((1, self.n_features_in_), np.float32)
-            if spec.modality == "tabular"
-            else ["probe"]
-            if spec.modality == "text"
-            else [np.zeros((8, 8, 3), np.uint8)]
-        )
-        return PretrainedFeatureExtractor(
-            self.backbone,
-            weights=self.weights,
-            pooling=self.pooling,
-            device=self.__dict__.get("device", "auto"),
-            precision=self.precision,
-            max_length=self.max_length,
-            normalize=False,
-            trust_remote_code=self.trust_remote_code,
-        ).fit(probe)
 
     def initialize_criterion(self):
         kwargs = {**self._criterion_defaults(), **self.get_params_for("criterion")}

@@ -120,7 +120,7 @@ def check_split(net, y_encoded: np.ndarray, classes) -> None:
         return
     counts = np.bincount(y_encoded, minlength=len(classes))
     if counts.min() < 2:
-        rare = [classes[i] for i in np.flatnonzero(counts < 2)][:5]
+        rare = np.asarray(classes)[counts < 2][:5].tolist()
         raise ValueError(
             f"valid_size={net.valid_size} holds out a stratified validation split, "
             f"which needs at least 2 samples of every class; class(es) {rare} have "
