@@ -1,0 +1,354 @@
+"""``sktransfer embed``: folders, files and table columns to ``.npy`` or Parquet.
+
+- Inputs: image files, directories (walked recursively, filtered by extension),
+  text files (one text a line, for text backbones), or a column of a CSV /
+  Parquet table (``--column``; relative image paths are relative to the table).
+- Output: ``.npy`` (the matrix, rows in input order) or ``.parquet`` (one row
+  per input: its id and its vector). Written in chunks under a temporary name
+  and renamed at the end, so an output file is always whole; an existing output
+  is never replaced without ``--force``.
+- ``--on-error raise|nan|skip``: stop at the first bad input, or keep going
+  (NaN rows, or no rows) and write the failures beside the output.
+- ``--cache DIR``: a disk cache written batch by batch, so an interrupted run
+  resumes where it stopped.
+- Every user error is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "UserError", "add_embed_parser", "run_embed"]
+
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+CHUNK = 2048  # rows embedded, then written, at a time
+
+
+class UserError(Exception):
+    """A mistake in the command's arguments or inputs: one line, exit code 2."""
+
+
+def _batch_size(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or 'auto', got {text!r}"
+        )
+    return value
+
+
+def add_embed_parser(sub) -> None:
+    """Add the ``embed`` sub-command to ``sub`` (argparse sub-parsers)."""
+    emb = sub.add_parser(
+        "embed",
+        help="embed image files, folders, text files or a table column",
+        description=__doc__.split("\n\n", 1)[0],
+    )
+    emb.add_argument("backbone", help="e.g. efficientnet_lite0, all-MiniLM-L6-v2")
+    emb.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files or folders; text files (one text a line); or one "
+        "CSV / Parquet table with --column",
+    )
+    emb.add_argument(
+        "-o", "--output", required=True, help="output file: .npy or .parquet"
+    )
+    emb.add_argument("--column", help="the table column holding paths or texts")
+    emb.add_argument("--id-column", help="the table column to use as row ids")
+    emb.add_argument(
+        "--ext",
+        default=",".join(IMAGE_EXTENSIONS),
+        help="extensions of the images taken from folders (default: %(default)s)",
+    )
+    emb.add_argument(
+        "--on-error",
+        choices=("raise", "nan", "skip"),
+        default="raise",
+        help="a bad input stops the run (raise), gives a NaN row (nan), or is left "
+        "out (skip); failures are written to OUTPUT.failures.csv",
+    )
+    emb.add_argument("--force", action="store_true", help="replace existing output")
+    emb.add_argument("--cache", help="disk cache folder: reruns resume from it")
+    emb.add_argument("--batch-size", type=_batch_size, default="auto")
+    emb.add_argument("--device", default="auto")
+    emb.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16")
+    )
+    emb.add_argument("--layer", help="a block name, or an index")
+    emb.add_argument("--pooling", default="auto")
+    emb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    emb.add_argument(
+        "--text",
+        action="store_true",
+        help="(kept for compatibility: text backbones read text files anyway)",
+    )
+
+
+# ---------------------------------------------------------------- inputs
+def _read_table(path: Path, column: str, id_column: str | None):
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas ships with the extras
+        raise UserError("reading a table needs pandas: pip install pandas") from exc
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path)
+    except ImportError as exc:
+        raise UserError(f"reading {path} needs pyarrow: pip install pyarrow") from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the table {path}: {exc}") from exc
+    for name in (column, id_column):
+        if name is not None and name not in table.columns:
+            raise UserError(
+                f"{path} has no column {name!r}; its columns are "
+                f"{list(table.columns)[:20]}"
+            )
+    values = table[column].tolist()
+    ids = table[id_column].astype(str).tolist() if id_column else None
+    return values, ids
+
+
+def _collect(args, modality: str) -> tuple[list, list[str]]:
+    """The samples to embed and their ids, in a stable order."""
+    paths = [Path(p) for p in args.inputs]
+    if args.column is not None:
+        if len(paths) != 1 or paths[0].suffix.lower() not in (".csv", ".parquet"):
+            raise UserError("--column needs exactly one .csv or .parquet table")
+        table = paths[0]
+        if not table.is_file():
+            raise UserError(f"the table {table} does not exist")
+        values, ids = _read_table(table, args.column, args.id_column)
+        if modality == "image":  # relative paths are relative to the table
+            values = [
+                str(table.parent / v) if isinstance(v, str) and v else v for v in values
+            ]
+        return values, ids or [str(i) for i in range(len(values))]
+    if args.id_column:
+        raise UserError("--id-column needs --column")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing[:5])}")
+    if modality == "text":
+        texts, ids = [], []
+        for p in paths:
+            if p.is_dir():
+                raise UserError(f"{p} is a folder; a text backbone reads text files")
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UserError(f"cannot read {p} as UTF-8 text: {exc}") from exc
+            texts += lines
+            ids += [f"{p}:{i + 1}" for i in range(len(lines))]
+        return texts, ids
+    extensions = tuple(e.strip().lower() for e in args.ext.split(",") if e.strip())
+    files: list[str] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(
+                str(f)
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in extensions
+            )
+            if not found:
+                raise UserError(f"the folder {p} has no {'/'.join(extensions)} files")
+            files += found
+        else:
+            files.append(str(p))
+    return files, list(files)
+
+
+# ---------------------------------------------------------------- outputs
+def _check_output(args) -> Path:
+    out = Path(args.output)
+    if out.suffix.lower() not in (".npy", ".parquet"):
+        raise UserError(f"the output {out} must end with .npy or .parquet")
+    if not out.parent.exists():
+        raise UserError(f"the output folder {out.parent} does not exist")
+    taken = [p for p in (out, _failures_path(out)) if p.exists()]
+    if taken and not args.force:
+        raise UserError(
+            f"{taken[0]} exists; not replacing it (pass --force to replace it)"
+        )
+    return out
+
+
+def _failures_path(out: Path) -> Path:
+    return out.with_name(out.name + ".failures.csv")
+
+
+class _Writer:
+    """Rows written chunk by chunk to a temporary file, renamed when complete."""
+
+    def __init__(self, out: Path, n_rows: int, width: int):
+        self.out = out
+        self.tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        self.row = 0
+        self.shape = (n_rows, width)
+        if out.suffix.lower() == ".npy":
+            self.array = np.lib.format.open_memmap(
+                self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, width)
+            )
+            self.parquet = None
+        else:
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+            except ImportError as exc:
+                raise UserError(
+                    "a .parquet output needs pyarrow: pip install pyarrow"
+                ) from exc
+            self.pa = pa
+            schema = pa.schema(
+                [("id", pa.string()), ("embedding", pa.list_(pa.float32(), width))]
+            )
+            self.parquet = pq.ParquetWriter(self.tmp, schema)
+            self.array = None
+
+    def write(self, ids: list[str], rows: np.ndarray) -> None:
+        if self.array is not None:
+            self.array[self.row : self.row + len(rows)] = rows
+        else:
+            pa = self.pa
+            vectors = pa.FixedSizeListArray.from_arrays(
+                pa.array(rows.reshape(-1), pa.float32()), rows.shape[1]
+            )
+            self.parquet.write_table(
+                pa.table({"id": pa.array(ids, pa.string()), "embedding": vectors})
+            )
+        self.row += len(rows)
+
+    def finish(self) -> None:
+        if self.array is not None:
+            self.array.flush()
+            self.array = None
+            if self.row != self.shape[0]:  # rows were skipped: copy the kept ones
+                trimmed = self.tmp.with_name(self.tmp.name + ".trim")
+                dst = np.lib.format.open_memmap(
+                    trimmed,
+                    mode="w+",
+                    dtype=np.float32,
+                    shape=(self.row, self.shape[1]),
+                )
+                src = np.load(self.tmp, mmap_mode="r")
+                for lo in range(0, self.row, CHUNK):
+                    hi = min(lo + CHUNK, self.row)
+                    dst[lo:hi] = src[lo:hi]
+                dst.flush()
+                del dst, src
+                os.replace(trimmed, self.tmp)
+        else:
+            self.parquet.close()
+        os.replace(self.tmp, self.out)
+
+    def abort(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        self.array = None
+        self.tmp.unlink(missing_ok=True)
+        self.tmp.with_name(self.tmp.name + ".trim").unlink(missing_ok=True)
+
+
+def _renumber(message: str, offset: int) -> str:
+    """Row numbers of a chunk's error message, as positions in the whole input."""
+    if offset == 0:
+        return message
+    return re.sub(r"^row (\d+)", lambda m: f"input {int(m[1]) + offset}", message)
+
+
+# ---------------------------------------------------------------- run
+def run_embed(args) -> int:
+    """Run ``sktransfer embed`` with parsed ``args``."""
+    from tqdm.auto import tqdm
+
+    from sktransfer import PretrainedFeatureExtractor
+    from sktransfer.backbones import get_backbone_spec
+    from sktransfer.exceptions import InputError
+
+    out = _check_output(args)
+    modality = get_backbone_spec(args.backbone).modality
+    if modality == "tabular":
+        raise UserError(f"{args.backbone} is a tabular backbone; embed images or text")
+    values, ids = _collect(args, modality)
+    if not values:
+        raise UserError("there is nothing to embed (0 inputs)")
+    layer = args.layer
+    if layer is not None and layer.lstrip("-").isdigit():
+        layer = int(layer)
+    ext = PretrainedFeatureExtractor(
+        args.backbone,
+        layer=layer,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        cache=args.cache if args.cache else "memory",
+        on_error="raise" if args.on_error == "raise" else "nan",
+    ).fit(values[:1])
+    width = ext._n_features_out
+    writer = _Writer(out, len(values), width)
+    failures: list[tuple[int, str, str]] = []
+    try:
+        with tqdm(
+            total=len(values), disable=args.no_progress, unit=modality, file=sys.stderr
+        ) as bar:
+            for lo in range(0, len(values), CHUNK):
+                chunk = values[lo : lo + CHUNK]
+                try:
+                    rows, errors = ext.transform_with_errors(chunk)
+                except InputError as exc:
+                    raise UserError(
+                        f"{_renumber(str(exc), lo)} (pass --on-error skip or nan to "
+                        "embed the other inputs)"
+                    ) from exc
+                failed = sorted(errors)
+                failures += [
+                    (lo + j, ids[lo + j], _renumber(errors[j], lo)) for j in failed
+                ]
+                keep = list(range(len(chunk)))
+                if args.on_error == "skip" and failed:
+                    keep = [j for j in keep if j not in errors]
+                writer.write([ids[lo + j] for j in keep], rows[keep])
+                bar.update(len(chunk))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    if failures:
+        with open(_failures_path(out), "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "id", "error"])
+            w.writerows(failures)
+    kept = len(values) - (len(failures) if args.on_error == "skip" else 0)
+    print(f"wrote {out}: {kept} rows x {width}")
+    if failures:
+        print(
+            f"{len(failures)} input(s) could not be embedded ("
+            f"{'left out' if args.on_error == 'skip' else 'NaN rows'}); see "
+            f"{_failures_path(out)}",
+            file=sys.stderr,
+        )
+    return 0
