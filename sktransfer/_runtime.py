@@ -149,7 +149,7 @@ class AutoBatchSize:
     ...     return hi - lo
     >>> sizer = AutoBatchSize(8)
     >>> sizer.map(big, 5), sizer.history
-    ([2, 2, 1], [8, 4, 2])
+    ([2, 2, 1], [8, 2])
     """
 
     def __init__(self, size: int, adaptive: bool = True, floor: int = 1):
@@ -171,7 +171,8 @@ class AutoBatchSize:
                     raise
                 if not self.adaptive or self.size <= self.floor:
                     raise MemoryError(self._advice(exc)) from exc
-                self.size = max(self.floor, self.size // 2)
+                # halve what was tried (a short last chunk may be below size)
+                self.size = max(self.floor, (stop - start) // 2)
                 self.history.append(self.size)
                 _empty_cache()
                 continue

@@ -306,8 +306,9 @@ def test_auto_batch_size_backs_off_on_oom():
 
     sizer = AutoBatchSize(32, floor=2)
     assert sum(sizer.map(fn, 20)) == 20
-    assert sizer.history == [32, 16, 8, 4]
-    assert calls == [20, 16, 8, 4, 4, 4, 4, 4]
+    # halves what was tried (20 rows, not the nominal 32): no wasted attempts
+    assert sizer.history == [32, 10, 5]
+    assert calls == [20, 10, 5, 5, 5, 5]
 
 
 def test_auto_batch_size_floor_and_other_errors():

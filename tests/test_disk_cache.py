@@ -1,0 +1,181 @@
+"""The disk cache is crash-safe, heals itself and degrades to a warning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sktransfer._disk_cache as disk_cache
+from sktransfer import DiskCache, PretrainedFeatureExtractor
+from sktransfer.exceptions import CacheWarning
+
+
+@pytest.fixture
+def folder(tmp_path, rng):
+    paths = []
+    for i in range(48):
+        path = tmp_path / "imgs" / f"{i:03d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def same(a, b):
+    """Equal up to float32 rounding that depends on the batch's composition."""
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _embed(paths, cache, **kw):
+    return (
+        PretrainedFeatureExtractor("test-cnn", cache=cache, **kw)
+        .fit(paths)
+        .transform(paths)
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",  # zero bytes
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (32,), }",  # truncated
+        "wrong-width",
+        "wrong-dtype",
+        "two-d",
+    ],
+)
+def test_bad_entries_are_detected_recomputed_and_replaced(tmp_path, folder, content):
+    paths = folder[:4]
+    ref = _embed(paths, None)
+    store = DiskCache(tmp_path / "cache")
+    _embed(paths, store)
+    victim = store.files()[0]
+    if content == "wrong-width":
+        np.save(victim, np.ones(7, np.float32))
+    elif content == "wrong-dtype":
+        np.save(victim, np.ones(32, np.float64))
+    elif content == "two-d":
+        np.save(victim, np.ones((1, 32), np.float32))
+    else:
+        victim.write_bytes(content)
+    for _ in range(2):  # healed for good, not on every call
+        same(_embed(paths, store), ref)
+    assert store.replaced == 1
+    row = np.load(victim)
+    assert row.dtype == np.float32 and row.shape == (32,)
+
+
+def test_orphaned_temporary_files_are_removed(tmp_path, folder):
+    store_dir = tmp_path / "cache"
+    _embed(folder[:2], DiskCache(store_dir))
+    sub = next(p for p in store_dir.iterdir() if p.is_dir())
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+    )
+    pid = int(dead.stdout)  # a pid that has exited
+    orphan = sub / f"abc.{disk_cache._HOST}.{pid}.x1.tmp"
+    orphan.write_bytes(b"half a row")
+    mine = sub / f"abd.{disk_cache._HOST}.{os.getpid()}.x2.tmp"  # a live writer's
+    mine.write_bytes(b"being written")
+    old_foreign = sub / "abe.otherhost.1.x3.tmp"
+    old_foreign.write_bytes(b"?")
+    os.utime(old_foreign, (time.time() - 7200,) * 2)
+    DiskCache(store_dir).get_many(["zz"])  # a new process-level handle opens it
+    assert not orphan.exists() and not old_foreign.exists() and mine.exists()
+
+
+def test_an_unwritable_directory_is_a_warning_and_the_embeddings_come_back(
+    tmp_path, folder
+):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    ref = _embed(folder[:3], None)
+    with pytest.warns(CacheWarning, match="is not written"):
+        out = _embed(folder[:3], DiskCache(blocker / "cache"))
+    same(out, ref)
+
+
+def test_a_full_disk_is_a_warning(tmp_path, folder, monkeypatch):
+    def full(path, row):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(disk_cache, "_write_atomic", full)
+    store = DiskCache(tmp_path / "cache")
+    with pytest.warns(CacheWarning, match="No space left"):
+        out = _embed(folder[:3], store)
+    same(out, _embed(folder[:3], None))
+
+
+def test_size_counts_disk_blocks_and_pruning_does_not_rescan_every_write(
+    tmp_path, monkeypatch
+):
+    store = DiskCache(tmp_path, max_bytes=1 << 30)
+    scans = []
+    real = DiskCache.files
+    monkeypatch.setattr(DiskCache, "files", lambda self: scans.append(1) or real(self))
+    rows = np.ones((1, 8), np.float32)
+    for i in range(20):
+        store.put_many([f"{i:04d}" + "k" * 30], rows)
+    assert len(scans) == 1  # one scan to learn the size, then running totals
+    on_disk = sum(os.stat(p).st_blocks * 512 for p in real(store))
+    assert store.nbytes == on_disk >= 20 * 160  # blocks, not the 160-byte files
+    store.max_bytes = on_disk // 2
+    store.put_many(["9999" + "k" * 30], rows)  # over the limit: rescan and prune
+    assert store.nbytes <= store.max_bytes
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from sktransfer import PretrainedFeatureExtractor
+    from sktransfer.backbones import load_backbone
+
+    paths, cache = sys.argv[1].split(","), sys.argv[2]
+    model = load_backbone("test-cnn").model
+
+    def slow(module, args, out):  # one line per forward batch, then a pause
+        print("batch", flush=True)
+        time.sleep(0.3)
+
+    ext = PretrainedFeatureExtractor("test-cnn", cache=cache, batch_size=4,
+                                     num_workers=0).fit(paths)
+    model.register_forward_hook(slow)  # after fit's width probe
+    ext.transform(paths)
+    print("done", flush=True)
+    """
+)
+
+
+def test_sigkill_part_way_then_resume(tmp_path, folder, count_embeds):
+    cache = tmp_path / "cache"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, ",".join(folder), str(cache)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    batches = 0
+    for line in child.stdout:  # wait until 5 batches have run the network
+        batches += line.startswith("batch")
+        if batches == 5:
+            break
+    time.sleep(0.15)  # inside the 5th batch's pause: 4 batches are on disk
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    finished = len(DiskCache(cache).files())
+    assert 4 * 4 <= finished < len(folder)  # finished batches survived the kill
+    out = _embed(folder, DiskCache(cache))
+    same(out, _embed(folder, None))
+    computed = count_embeds["n"] - len(folder)  # minus the uncached reference
+    assert computed == len(folder) - finished  # the finished part was not redone
+    assert len(DiskCache(cache).files()) == len(folder)
