@@ -92,8 +92,9 @@ def _is_user_error(exc: BaseException) -> bool:
         | MemoryError
         | FileNotFoundError
         | PermissionError
-        | ImportError,
-    ) or (isinstance(exc, ValueError) and "parameter" in str(exc))
+        | ImportError
+        | ValueError,  # a bad parameter value (--layer 99, --device cuda, ...)
+    )
 
 
 if __name__ == "__main__":

@@ -141,8 +141,9 @@ def get_cache(cache: Any) -> MemoryCache | DiskCache | None:
         if cache == "":
             raise ValueError("cache='' is not a directory; use None for no cache.")
         bare = cache.strip().strip("'\"").lower()
-        typo = bare == "memory" or difflib.get_close_matches(bare, ["memory"], 1, 0.8)
-        if typo and not os.path.isdir(cache):
+        looks_like_path = "/" in cache or os.sep in cache
+        typo = bare == "memory" or difflib.get_close_matches(bare, ["memory"], 1, 0.81)
+        if typo and not looks_like_path and not os.path.isdir(cache):
             raise ValueError(
                 f"cache={cache!r} looks like a typo of 'memory' (the in-memory "
                 "cache). To use a directory of that name, pass a path: "

@@ -3,7 +3,9 @@
 ``_fit_context`` validates ``_parameter_constraints`` once per ``fit`` with the
 wording every scikit-learn estimator uses; ``validate_parameter_constraints`` does
 the same for the fine-tuners (skorch defines its own ``_validate_params``, so
-``_fit_context`` cannot be used on a skorch net). They are private in
+``_fit_context`` cannot be used on a skorch net); ``_check_y`` and
+``_num_samples`` check the fine-tuners' targets and count samples the way
+scikit-learn does. They are private in
 scikit-learn, so they are imported here only, and a fallback keeps ``_fit_context``
 working if it ever moves.
 """
@@ -34,11 +36,14 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
+from sklearn.utils.validation import _check_y, _num_samples
 
 __all__ = [
     "Interval",
     "RealNotInt",
     "StrOptions",
+    "_check_y",
     "_fit_context",
+    "_num_samples",
     "validate_parameter_constraints",
 ]

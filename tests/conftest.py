@@ -64,6 +64,15 @@ def image_files(tmp_path, rng):
 
 
 @pytest.fixture
+def images(rng):
+    """24 small images of two classes ("dog" ones reddish), for fine-tuning."""
+    X = rng.integers(0, 60, (24, 40, 40, 3), np.uint8)
+    y = np.array(["cat", "dog"] * 12)
+    X[y == "dog", :, :, 0] += 180
+    return X, y
+
+
+@pytest.fixture
 def texts():
     return (
         [

@@ -13,14 +13,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validat
 from sktransfer import FineTunedClassifier, FineTunedRegressor
 
 
-@pytest.fixture
-def images(rng):
-    X = rng.integers(0, 60, (24, 40, 40, 3), np.uint8)
-    y = np.array(["cat", "dog"] * 12)
-    X[y == "dog", :, :, 0] += 180
-    return X, y
-
-
 def make(**kw):
     params = dict(max_epochs=2, batch_size=8, valid_size=None, random_state=0)
     params.update(kw)

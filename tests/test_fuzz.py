@@ -178,9 +178,8 @@ def test_a_cache_string_like_memory_is_an_error(typo, tmp_path, monkeypatch):
     assert not os.listdir(tmp_path)  # no directory was created
     from pathlib import Path
 
-    PretrainedFeatureExtractor("test-cnn", cache=Path("Memory")).fit(
-        [np.zeros((4, 4, 3))]
-    )
+    for ok in (Path("Memory"), "./memory", "memo"):  # paths, and a real name
+        PretrainedFeatureExtractor("test-cnn", cache=ok).fit([np.zeros((4, 4, 3))])
 
 
 def test_cpu_out_of_memory_backs_off_through_the_extractor(monkeypatch):

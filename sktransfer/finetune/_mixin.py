@@ -20,13 +20,13 @@ import tempfile
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import _num_samples
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit, unpack_data
 from torch import nn
 from torch.utils.data import Subset
 
 from sktransfer._base import BackboneMixin
+from sktransfer._compat import _num_samples
 from sktransfer._inputs import Samples, check_texts
 from sktransfer._runtime import autocast, resolve_precision
 from sktransfer.backbones._features import build_feature_model

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.utils.validation import _check_y
 from skorch import NeuralNetRegressor
 from torch import nn
 
+from sktransfer._compat import _check_y
 from sktransfer.finetune._classifier import check_y_missing
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
