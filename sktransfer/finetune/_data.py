@@ -49,7 +49,9 @@ class SampleDataset(Dataset):
             arr = prepare_image(value, self.samples.row(i), self.pre)
             X = torch.tensor(arr).permute(2, 0, 1).contiguous()
         elif self.modality == "tabular":
-            X = torch.as_tensor(value, dtype=torch.float32)
+            X = torch.tensor(
+                np.asarray(value, dtype=np.float32)
+            )  # a copy: X may be read-only
         else:
             X = i  # collate tokenises the whole batch
         y = torch.as_tensor(0 if y is None else y)

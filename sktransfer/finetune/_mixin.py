@@ -49,8 +49,13 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
     """Shared by :class:`FineTunedClassifier` and :class:`FineTunedRegressor`."""
 
     def set_params(self, **params):
-        if "callbacks" in params and not callbacks_ok(params["callbacks"]):
-            self.callbacks = params.pop("callbacks")  # fit reports the bad value
+        if "callbacks" in params:
+            if not callbacks_ok(params["callbacks"]):
+                self.callbacks = params.pop("callbacks")  # fit reports the bad value
+            elif not callbacks_ok(self.callbacks):
+                # skorch builds the callbacks from the current value before it
+                # applies the new one: replace a bad current value first
+                self.callbacks = params["callbacks"]
         return super().set_params(**params)
 
     # --------------------------------------------------------- data
