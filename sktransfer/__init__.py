@@ -9,6 +9,7 @@ from sktransfer._extractor import PretrainedFeatureExtractor
 from sktransfer._state import clear_caches
 from sktransfer.backbones import list_backbones
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
+from sktransfer.selection import rank_backbones
 
 __version__ = "0.1.0"
 
@@ -22,4 +23,5 @@ __all__ = [
     "clear_caches",
     "list_backbones",
     "memory_cache",
+    "rank_backbones",
 ]

@@ -11,6 +11,7 @@ __all__ = [
     "CacheWarning",
     "InputError",
     "InputWarning",
+    "NegativeTransferWarning",
     "WeightsNotFoundError",
 ]
 
@@ -34,3 +35,7 @@ class InputWarning(UserWarning):
 class CacheWarning(UserWarning):
     """The embedding cache could not be used (e.g. a read-only directory); the
     embeddings were computed and returned all the same."""
+
+
+class NegativeTransferWarning(UserWarning):
+    """No pretrained candidate beat the baseline that uses no pretraining."""

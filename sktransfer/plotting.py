@@ -1,4 +1,4 @@
-"""Learning curves of a fitted fine-tuner, drawn with matplotlib.
+"""Plots: learning curves of a fitted fine-tuner; a backbone ranking.
 
 Follows scikit-learn's *Display* pattern (``LearningCurveDisplay``,
 ``RocCurveDisplay``): :meth:`LearningCurvesDisplay.from_estimator` reads the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LearningCurvesDisplay"]
+__all__ = ["LearningCurvesDisplay", "RankingDisplay"]
 
 _LOSSES = ("train_loss", "valid_loss")
 
@@ -149,4 +149,83 @@ class LearningCurvesDisplay:
         if title:
             fig.suptitle(title)
         self.figure_, self.axes_ = fig, axes[:n_panels]
+        return self
+
+
+_VERDICT_COLOURS = {
+    "helps": "tab:green",
+    "uncertain": "tab:orange",
+    "does not help": "tab:red",
+}
+
+
+class RankingDisplay:
+    """Probe scores of ranked backbones, with the baseline as a line.
+
+    Parameters
+    ----------
+    names : list of str
+    scores, stds : ndarray
+        Mean and standard deviation of each candidate's probe over the folds.
+    verdicts : list of str
+        ``"helps"``, ``"uncertain"`` or ``"does not help"`` (bar colours).
+    baseline : float or None
+        The baseline's mean score (a dashed line).
+    scoring : str
+
+    Attributes
+    ----------
+    figure_, ax_ : matplotlib Figure and Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> disp = RankingDisplay(["a", "b"], np.array([0.9, 0.7]), np.array([0.02, 0.05]),
+    ...                       ["helps", "does not help"], 0.8, "accuracy").plot()
+    >>> [t.get_text() for t in disp.ax_.get_yticklabels()]
+    ['a', 'b']
+    """
+
+    def __init__(self, names, scores, stds, verdicts, baseline, scoring):
+        self.names = list(names)
+        self.scores = np.asarray(scores, dtype=float)
+        self.stds = np.asarray(stds, dtype=float)
+        self.verdicts = list(verdicts)
+        self.baseline = baseline
+        self.scoring = scoring
+
+    @classmethod
+    def from_ranking(cls, ranking, ax=None):
+        """Draw a :class:`~sktransfer.selection.BackboneRanking`."""
+        table = ranking.table
+        rows = table[table.verdict != "baseline"]
+        base = table[table.verdict == "baseline"].probe_score
+        return cls(
+            rows.candidate,
+            rows.probe_score,
+            rows.probe_std,
+            rows.verdict,
+            float(base.iloc[0]) if len(base) else None,
+            ranking.scoring,
+        ).plot(ax=ax)
+
+    def plot(self, ax=None):
+        """Draw horizontal bars (best on top) with the folds' spread."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(self.names)))
+        pos = np.arange(len(self.names))[::-1]
+        colours = [_VERDICT_COLOURS.get(v, "tab:blue") for v in self.verdicts]
+        ax.barh(pos, self.scores, xerr=self.stds, color=colours, alpha=0.8)
+        ax.set_yticks(pos, self.names)
+        if self.baseline is not None:
+            ax.axvline(self.baseline, color="black", ls="--", label="baseline")
+            ax.legend(loc="lower right")
+        low = np.nanmin(np.r_[self.scores - self.stds, self.baseline or np.inf])
+        ax.set_xlim(max(0.0, low - 0.05), None)
+        ax.set_xlabel(f"cross-validated probe {self.scoring}")
+        self.ax_, self.figure_ = ax, ax.figure
         return self

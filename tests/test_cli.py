@@ -33,8 +33,12 @@ def tree(tmp_path, rng):
     imgs = tmp_path / "imgs"
     (imgs / "sub").mkdir(parents=True)
     for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(imgs / f"{i}.png")
-    Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(imgs / "sub" / "n.jpg")
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(
+            imgs / f"{i}.png"
+        )
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(
+        imgs / "sub" / "n.jpg"
+    )
     (imgs / "notes.txt").write_text("not an image")
     return tmp_path
 
@@ -48,9 +52,23 @@ def test_folder_recursive_with_extension_filter_to_npy(tree):
     r = run("embed", "test-cnn", "imgs", "-o", "out.npy", "--no-progress", cwd=tree)
     assert r.returncode == 0, r.stderr
     assert "wrote out.npy: 5 rows x 32" in r.stdout
-    paths = sorted(str(p) for p in (tree / "imgs").rglob("*") if p.suffix in (".png", ".jpg"))
-    np.testing.assert_allclose(np.load(tree / "out.npy"), reference(paths), rtol=1e-5, atol=1e-7)
-    r = run("embed", "test-cnn", "imgs", "-o", "only.npy", "--ext", ".jpg", "--no-progress", cwd=tree)
+    paths = sorted(
+        str(p) for p in (tree / "imgs").rglob("*") if p.suffix in (".png", ".jpg")
+    )
+    np.testing.assert_allclose(
+        np.load(tree / "out.npy"), reference(paths), rtol=1e-5, atol=1e-7
+    )
+    r = run(
+        "embed",
+        "test-cnn",
+        "imgs",
+        "-o",
+        "only.npy",
+        "--ext",
+        ".jpg",
+        "--no-progress",
+        cwd=tree,
+    )
     assert "1 rows" in r.stdout
 
 
@@ -60,45 +78,105 @@ def test_never_overwrites_unless_forced(tree):
     before = (tree / "out.npy").read_bytes()
     again = run("embed", "test-cnn", "imgs/0.png", "-o", "out.npy", cwd=tree)
     assert again.returncode == 2
-    assert again.stderr.strip() == "sktransfer embed: error: out.npy exists; not replacing it (pass --force to replace it)"
+    assert (
+        again.stderr.strip()
+        == "sktransfer embed: error: out.npy exists; not replacing it (pass --force to replace it)"
+    )
     assert (tree / "out.npy").read_bytes() == before
-    forced = run("embed", "test-cnn", "imgs/0.png", "-o", "out.npy", "--force", "--no-progress", cwd=tree)
+    forced = run(
+        "embed",
+        "test-cnn",
+        "imgs/0.png",
+        "-o",
+        "out.npy",
+        "--force",
+        "--no-progress",
+        cwd=tree,
+    )
     assert forced.returncode == 0 and np.load(tree / "out.npy").shape == (1, 32)
     (tree / "out").write_text("mine")  # the exact name is checked, not a stem
-    ok = run("embed", "test-cnn", "imgs/0.png", "-o", "other.npy", "--no-progress", cwd=tree)
+    ok = run(
+        "embed", "test-cnn", "imgs/0.png", "-o", "other.npy", "--no-progress", cwd=tree
+    )
     assert ok.returncode == 0 and (tree / "out").read_text() == "mine"
 
 
 @pytest.mark.parametrize("policy, rows", [("skip", 5), ("nan", 6)])
 def test_on_error_policies_write_a_failures_file(tree, policy, rows):
     (tree / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    r = run("embed", "test-cnn", "imgs", "-o", "out.parquet", "--on-error", policy, "--no-progress", cwd=tree)
+    r = run(
+        "embed",
+        "test-cnn",
+        "imgs",
+        "-o",
+        "out.parquet",
+        "--on-error",
+        policy,
+        "--no-progress",
+        cwd=tree,
+    )
     assert r.returncode == 0, r.stderr
     table = pd.read_parquet(tree / "out.parquet")
     assert len(table) == rows and len(table.embedding[0]) == 32
     assert ("imgs/broken.jpg" in set(table.id)) == (policy == "nan")
     with open(tree / "out.parquet.failures.csv") as f:
         (failure,) = list(csv.DictReader(f))
-    assert failure["id"] == "imgs/broken.jpg" and "not a decodable image" in failure["error"]
+    assert (
+        failure["id"] == "imgs/broken.jpg"
+        and "not a decodable image" in failure["error"]
+    )
     assert "1 input(s) could not be embedded" in r.stderr
 
 
 def test_csv_column_with_ids_and_relative_paths(tree):
-    pd.DataFrame({"file": ["imgs/0.png", "imgs/1.png"], "key": ["a", "b"]}).to_csv(tree / "t.csv", index=False)
-    r = run("embed", "test-cnn", "../t.csv", "--column", "file", "--id-column", "key", "-o", "t.parquet", "--no-progress", cwd=tree / "imgs")
+    pd.DataFrame({"file": ["imgs/0.png", "imgs/1.png"], "key": ["a", "b"]}).to_csv(
+        tree / "t.csv", index=False
+    )
+    r = run(
+        "embed",
+        "test-cnn",
+        "../t.csv",
+        "--column",
+        "file",
+        "--id-column",
+        "key",
+        "-o",
+        "t.parquet",
+        "--no-progress",
+        cwd=tree / "imgs",
+    )
     assert r.returncode == 0, r.stderr
     table = pd.read_parquet(tree / "imgs" / "t.parquet")
     assert table.id.tolist() == ["a", "b"]
-    np.testing.assert_allclose(np.stack(table.embedding), reference([str(tree / "imgs/0.png"), str(tree / "imgs/1.png")]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.stack(table.embedding),
+        reference([str(tree / "imgs/0.png"), str(tree / "imgs/1.png")]),
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 def test_several_text_files_are_all_read(tmp_path):
     (tmp_path / "a.txt").write_text("one\ntwo\n")
     (tmp_path / "b.txt").write_text("three\n")
-    r = run("embed", "test-text", "a.txt", "b.txt", "-o", "t.npy", "--no-progress", cwd=tmp_path)
+    r = run(
+        "embed",
+        "test-text",
+        "a.txt",
+        "b.txt",
+        "-o",
+        "t.npy",
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     ext = PretrainedFeatureExtractor("test-text").fit(["x"])
-    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), ext.transform(["one", "two", "three"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "t.npy"),
+        ext.transform(["one", "two", "three"]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_cache_makes_a_rerun_resume(tree):
@@ -115,13 +193,34 @@ def test_cache_makes_a_rerun_resume(tree):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("embed", "test-cnnn", "imgs", "-o", "x.npy"), "Unknown backbone 'test-cnnn'. Did you mean 'test-cnn'"),
-        (("embed", "test-cnn", "imgs", "-o", "x.npy", "--batch-size", "0"), "argument --batch-size: must be a positive integer or 'auto', got '0'"),
-        (("embed", "test-cnn", "imgs", "-o", "missing/x.npy"), "the output folder missing does not exist"),
-        (("embed", "test-cnn", "imgs", "-o", "x.csv"), "must end with .npy or .parquet"),
-        (("embed", "test-cnn", "nothere", "-o", "x.npy"), "no such file or folder: nothere"),
-        (("embed", "test-cnn", "imgs", "imgs/notes.txt", "-o", "x.npy"), "notes.txt' is not a decodable image .*pass --on-error skip or nan"),
-        (("embed", "test-cnn", "t.csv", "--column", "nope", "-o", "x.npy"), "has no column 'nope'"),
+        (
+            ("embed", "test-cnnn", "imgs", "-o", "x.npy"),
+            "Unknown backbone 'test-cnnn'. Did you mean 'test-cnn'",
+        ),
+        (
+            ("embed", "test-cnn", "imgs", "-o", "x.npy", "--batch-size", "0"),
+            "argument --batch-size: must be a positive integer or 'auto', got '0'",
+        ),
+        (
+            ("embed", "test-cnn", "imgs", "-o", "missing/x.npy"),
+            "the output folder missing does not exist",
+        ),
+        (
+            ("embed", "test-cnn", "imgs", "-o", "x.csv"),
+            "must end with .npy or .parquet",
+        ),
+        (
+            ("embed", "test-cnn", "nothere", "-o", "x.npy"),
+            "no such file or folder: nothere",
+        ),
+        (
+            ("embed", "test-cnn", "imgs", "imgs/notes.txt", "-o", "x.npy"),
+            "notes.txt' is not a decodable image .*pass --on-error skip or nan",
+        ),
+        (
+            ("embed", "test-cnn", "t.csv", "--column", "nope", "-o", "x.npy"),
+            "has no column 'nope'",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tree, args, message):
