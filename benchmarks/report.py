@@ -131,6 +131,18 @@ def rows():
                 _machine(f["machine"]),
             ),
         ]
+    k = _load("ranking")
+    if k:
+        s = k["seconds"]
+        out.append(
+            (
+                "rank_backbones, 4 candidates / their 4 uncached passes",
+                f"{k['ratio']:.2f}x ({s['rank_backbones']:.1f} s / "
+                f"{sum(s['uncached_passes']):.1f} s)",
+                "<= 1.15x",
+                _machine(k["machine"]),
+            )
+        )
     return out
 
 

@@ -85,14 +85,23 @@ def _baseline(modality: str, regression: bool):
     return make_pipeline(SmallPixels(), _probe(regression))
 
 
+_RUNTIME = {"batch_size", "device", "cache", "num_workers", "verbose", "compile"}
+
+
 def _name(candidate) -> str:
-    if isinstance(candidate, PretrainedFeatureExtractor):
-        layer = candidate.layer
-        base = str(candidate.backbone)
-        return base if layer is None else f"{base} [layer {layer}]"
+    """A readable, distinct label: the backbone and what differs from defaults."""
     if isinstance(candidate, tuple):
         return f"{candidate[0]} [layer {candidate[1]}]"
-    return str(candidate)
+    if not isinstance(candidate, PretrainedFeatureExtractor):
+        return str(candidate)
+    defaults = PretrainedFeatureExtractor().get_params()
+    changed = [
+        f"{k}={v!r}"
+        for k, v in candidate.get_params().items()
+        if k not in _RUNTIME and k != "backbone" and v != defaults[k]
+    ]
+    base = str(candidate.backbone)
+    return f"{base} ({', '.join(changed)})" if changed else base
 
 
 def _extractor(candidate) -> PretrainedFeatureExtractor:
@@ -216,7 +225,7 @@ def rank_backbones(
     >>> y = np.arange(30) % 2
     >>> X[y == 1, :, :, 0] = 255
     >>> result = rank_backbones(X, y, ["test-cnn", ("test-cnn", 0)], cv=3,
-    ...                         verbose=False)
+    ...                         baseline=None, verbose=False)
     >>> list(result.table.columns)[:4]
     ['candidate', 'logme', 'hscore', 'probe_score']
     """
@@ -233,8 +242,15 @@ def rank_backbones(
     n_train = len(y) - n_test
     rows, fold_scores = [], {}
     modality = None
-    for candidate in tqdm(candidates, disable=not verbose, desc="ranking backbones"):
+    names: list[str] = []
+    for candidate in candidates:  # distinct labels, in the order given
         name = _name(candidate)
+        names.append(name if name not in names else f"{name} #{len(names) + 1}")
+    for name, candidate in tqdm(
+        list(zip(names, candidates, strict=True)),
+        disable=not verbose,
+        desc="ranking backbones",
+    ):
         start = time.perf_counter()
         ext = _extractor(candidate)
         feats = ext.fit_transform(X)
