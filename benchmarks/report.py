@@ -137,7 +137,7 @@ def rows():
         out.append(
             (
                 "rank_backbones, 4 candidates / their 4 uncached passes",
-                f"{k['ratio']:.2f}x ({s['rank_backbones']:.1f} s / "
+                f"{k['ratio']:.3f}x ({s['rank_backbones']:.1f} s / "
                 f"{sum(s['uncached_passes']):.1f} s)",
                 "<= 1.15x",
                 _machine(k["machine"]),
