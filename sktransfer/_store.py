@@ -9,6 +9,7 @@ worker) one shared object per original.
 
 from __future__ import annotations
 
+import abc
 import uuid
 import weakref
 
@@ -26,15 +27,16 @@ def _restore(cls, token: str, settings: dict):
     return store
 
 
-class Store:
+class Store(abc.ABC):
     """What both stores share: a handle under clone, deepcopy and pickle."""
 
     def _register(self, token: str | None = None) -> None:
         self._token = token or uuid.uuid4().hex
         _HANDLES[self._token] = self
 
+    @abc.abstractmethod
     def _settings(self) -> dict:
-        raise NotImplementedError  # pragma: no cover
+        """The constructor arguments that recreate this store (no rows)."""
 
     def __reduce__(self):
         return _restore, (type(self), self._token, self._settings())
