@@ -216,3 +216,42 @@ def test_trust_remote_code_reaches_the_loader(images, monkeypatch):
     X, y = images
     make(trust_remote_code=True).fit(X, y)
     assert seen and all(seen)
+
+
+# ------------------------------------------------------------ L2-SP
+def _distance_to_pretrained(net):
+    from sktransfer.backbones import load_backbone
+
+    pretrained = dict(load_backbone("test-cnn").model.named_parameters())
+    inner = net.module_.backbone.sktransfer_inner
+    return sum(
+        float((p.detach() - pretrained[n]).pow(2).sum())
+        for n, p in inner.named_parameters()
+    )
+
+
+def test_l2sp_pulls_the_backbone_toward_the_pretrained_weights(images):
+    X, y = images
+    params = dict(strategy="full", max_epochs=4, lr=0.05, backbone_lr=0.05)
+    free = make(**params).fit(X, y)
+    held = make(l2sp=10.0, **params).fit(X, y)
+    assert 0 < _distance_to_pretrained(held) < 0.5 * _distance_to_pretrained(free)
+    # L2-SP replaces weight decay on the backbone group; the head keeps it
+    groups = held.optimizer_.param_groups
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.01]
+
+
+def test_l2sp_adds_nothing_at_the_pretrained_point_and_is_a_parameter(images):
+    X, y = images
+    net = make(strategy="last_n", max_epochs=1, l2sp=5.0).fit(X[:8], y[:8])
+    plain = clone(net).set_params(l2sp=0.0).fit(X[:8], y[:8])
+    assert clone(net).get_params()["l2sp"] == 5.0
+    # before any step the penalty is zero: the first batch's losses agree
+    assert net.history[0, "batches", 0, "train_loss"] == pytest.approx(
+        plain.history[0, "batches", 0, "train_loss"], rel=1e-6
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"The 'l2sp' parameter of FineTunedClassifier must be a float in the range \[0.0, inf\)",
+    ):
+        make(l2sp=-1.0).fit(X, y)

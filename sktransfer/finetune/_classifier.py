@@ -68,6 +68,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     batch_size : int, default=32
     weight_decay : float, default=0.01
         Weight decay, passed to the optimizer (``optimizer__weight_decay`` wins).
+        With ``l2sp > 0`` it applies to the head only.
+    l2sp : float, default=0.0
+        L2-SP strength (Li et al., ICML 2018): ``l2sp * sum ||w - w0||^2`` over
+        the backbone's trainable weights is added to the training loss, pulling
+        them toward the pretrained ``w0`` instead of toward zero. 0 disables it.
     dropout : float, default=0.1
         Dropout before the head.
     label_smoothing : float, default=0.0
@@ -161,6 +166,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         max_epochs=10,
         batch_size=32,
         weight_decay=0.01,
+        l2sp=0.0,
         dropout=0.1,
         label_smoothing=0.0,
         class_weight=None,
@@ -200,6 +206,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         self.pooling = pooling
         self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
+        self.l2sp = l2sp
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight

@@ -40,6 +40,7 @@ from sktransfer.finetune._data import (
 from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
+from sktransfer.finetune._regularizers import l2sp_penalty
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
 __all__ = ["FineTuneMixin"]
@@ -181,7 +182,10 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 backbone_lr = kwargs["lr"] * 0.1
             backbone = [p for n, p in named if n.startswith("backbone.")]
             head = [p for n, p in named if not n.startswith("backbone.")]
-            groups = [{"params": backbone, "lr": backbone_lr}, {"params": head}]
+            first = {"params": backbone, "lr": backbone_lr}
+            if self.l2sp:  # L2-SP replaces decay toward zero on the backbone
+                first["weight_decay"] = 0.0
+            groups = [first, {"params": head}]
             args = ([g for g in groups if g["params"]],)
         if self.weight_decay:
             kwargs.setdefault("weight_decay", self.weight_decay)
@@ -190,6 +194,14 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         fp16 = resolve_precision(self.precision, device) == torch.float16
         self.grad_scaler_ = torch.amp.GradScaler(device.type) if fp16 else None
         return self
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and self.l2sp and self.strategy != "head":
+            pretrained = self._load_backbone().on_device(torch.device(self.device))
+            inner = self.module_.backbone.sktransfer_inner
+            loss = loss + self.l2sp * l2sp_penalty(inner, pretrained)
+        return loss
 
     def get_default_callbacks(self):
         callbacks = []

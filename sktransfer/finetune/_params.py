@@ -41,6 +41,7 @@ _COMMON = {
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"-1"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "l2sp": [Interval(Real, 0, None, closed="left")],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "augment": ["boolean", StrOptions({"auto"}), nn.Module],
     "valid_size": [None, Interval(RealNotInt, 0, 1, closed="neither")],

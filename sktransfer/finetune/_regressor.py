@@ -48,6 +48,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         max_epochs=10,
         batch_size=32,
         weight_decay=0.01,
+        l2sp=0.0,
         dropout=0.1,
         augment="auto",
         valid_size=0.1,
@@ -85,6 +86,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.pooling = pooling
         self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
+        self.l2sp = l2sp
         self.dropout = dropout
         self.augment = augment
         self.valid_size = valid_size
