@@ -71,17 +71,19 @@ class SmallPixels(TransformerMixin, BaseEstimator):
         return np.stack(rows).astype(np.float32) / 255.0
 
 
+def _head(regression: bool):
+    return RidgeCV() if regression else LogisticRegression(max_iter=2000)
+
+
 def _probe(regression: bool):
-    head = RidgeCV() if regression else LogisticRegression(max_iter=2000)
-    return make_pipeline(StandardScaler(), head)
+    return make_pipeline(StandardScaler(), _head(regression))
 
 
 def _baseline(modality: str, regression: bool):
     if modality == "text":
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        head = RidgeCV() if regression else LogisticRegression(max_iter=2000)
-        return make_pipeline(TfidfVectorizer(sublinear_tf=True), head)
+        return make_pipeline(TfidfVectorizer(sublinear_tf=True), _head(regression))
     return make_pipeline(SmallPixels(), _probe(regression))
 
 

@@ -84,22 +84,21 @@ class LoadedBackbone:
         compile_options: dict | None = None,
     ) -> nn.Module:
         """The feature module on ``device``; compiled once per settings if asked."""
-        if compile_options is None or self.is_user_module:
+
+        def eager() -> nn.Module:
             features = build_feature_model(
                 self.spec, self.on_device(device), layer, pooling
-            ).to(device)
-            features.eval()
-            if compile_options is None:
-                return features
-            return torch.compile(features, **compile_options)
+            )
+            return features.to(device).eval()
+
+        if compile_options is None:
+            return eager()
+        if self.is_user_module:  # it may change: never remembered
+            return torch.compile(eager(), **compile_options)
         key = (str(device), repr(layer), pooling, repr(sorted(compile_options.items())))
         with self._lock:
             if key not in self._compiled:
-                features = build_feature_model(
-                    self.spec, self.on_device(device), layer, pooling
-                ).to(device)
-                features.eval()
-                self._compiled[key] = torch.compile(features, **compile_options)
+                self._compiled[key] = torch.compile(eager(), **compile_options)
                 while len(self._compiled) > MAX_COMPILED:
                     self._compiled.popitem(last=False)
             self._compiled.move_to_end(key)

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, BackboneSpec] = {}
-_PREFIXES = ("torchvision:", "timm:", "hf:")
 
 
 def register_backbone(spec: BackboneSpec, *, overwrite: bool = False) -> BackboneSpec:
