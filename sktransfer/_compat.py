@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised only on a future sklearn
 
 
 from sklearn.utils._param_validation import (
+    HasMethods,
     Interval,
     RealNotInt,
     StrOptions,
@@ -39,6 +40,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import _check_y, _num_samples
 
 __all__ = [
+    "HasMethods",
     "Interval",
     "RealNotInt",
     "StrOptions",

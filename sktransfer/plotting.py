@@ -29,7 +29,8 @@ class LearningCurvesDisplay:
         Every ``valid_*`` score recorded each epoch (``valid_acc``,
         ``valid_f1_macro``...); NaN where an epoch has none.
     best_epoch : int or None
-        The epoch whose weights were kept by early stopping, if any.
+        The epoch whose weights were kept (the fine-tuners' ``best_epoch_``, or
+        early stopping's best), if any.
 
     Attributes
     ----------
@@ -50,7 +51,7 @@ class LearningCurvesDisplay:
     >>> clf = clf.fit(X, [0, 1] * 8)
     >>> display = LearningCurvesDisplay.from_estimator(clf)
     >>> display.epochs.tolist(), sorted(display.losses)
-    ([1, 2, 3], ['train_loss', 'valid_loss'])
+    ([0, 1, 2, 3], ['train_loss', 'valid_loss'])
     >>> len(display.axes_)
     2
     """
@@ -64,6 +65,8 @@ class LearningCurvesDisplay:
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, title=None):
         """Read ``estimator.history_`` and plot it.
+
+        A fine-tuner's ``start_scores_`` (LP-FT's start) are drawn as epoch 0.
 
         Parameters
         ----------
@@ -82,11 +85,15 @@ class LearningCurvesDisplay:
             raise ValueError(
                 f"{type(estimator).__name__} has no training history: fit it first."
             )
-        epochs = np.array([row["epoch"] for row in history])
-        keys = set().union(*(row.keys() for row in history))
+        rows = [dict(row) for row in history]
+        start = getattr(estimator, "start_scores_", None)
+        if start:  # LP-FT's start (the probe's head), scored before epoch 1
+            rows.insert(0, {"epoch": 0, **start})
+        epochs = np.array([row["epoch"] for row in rows])
+        keys = set().union(*(row.keys() for row in rows))
 
         def column(key):
-            return np.array([row.get(key, np.nan) for row in history], dtype=float)
+            return np.array([row.get(key, np.nan) for row in rows], dtype=float)
 
         losses = {k: column(k) for k in _LOSSES if k in keys}
         scores = {
@@ -97,9 +104,9 @@ class LearningCurvesDisplay:
             and not k.endswith(("_best", "_count"))  # skorch's bookkeeping
             and np.isfinite(column(k)).any()
         }
-        best = None
+        best = getattr(estimator, "best_epoch_", None)  # the weights kept
         stopper = dict(getattr(estimator, "callbacks_", [])).get("early_stopping")
-        if stopper is not None and stopper.monitor in keys:  # the weights kept
+        if best is None and stopper is not None and stopper.monitor in keys:
             values = column(stopper.monitor)
             if np.isfinite(values).any():
                 pick = np.nanargmin if stopper.lower_is_better else np.nanargmax

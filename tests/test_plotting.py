@@ -29,12 +29,17 @@ def test_display_reads_history_and_draws(rng):
     ).fit(X, y)
     d = LearningCurvesDisplay.from_estimator(clf, title="t")
     n = len(clf.history)
-    assert d.epochs.tolist() == list(range(1, n + 1))
-    np.testing.assert_allclose(d.losses["train_loss"], clf.history[:, "train_loss"])
-    np.testing.assert_allclose(d.losses["valid_loss"], clf.history[:, "valid_loss"])
+    assert d.epochs.tolist() == list(range(0, n + 1))  # 0: LP-FT's start
+    np.testing.assert_allclose(d.losses["train_loss"][1:], clf.history[:, "train_loss"])
+    assert np.isnan(d.losses["train_loss"][0])  # the start has no training loss
+    np.testing.assert_allclose(
+        d.losses["valid_loss"],
+        [clf.start_scores_["valid_loss"], *clf.history[:, "valid_loss"]],
+    )
     assert set(d.scores) == {"valid_acc", "valid_f1_macro"}  # not valid_batch_count
-    f1 = np.array(clf.history[:, "valid_f1_macro"])
-    assert d.best_epoch == int(np.argmax(f1)) + 1
+    f1 = [clf.start_scores_["valid_f1_macro"], *clf.history[:, "valid_f1_macro"]]
+    keys = [(f, -loss) for f, loss in zip(f1, d.losses["valid_loss"], strict=True)]
+    assert d.best_epoch == clf.best_epoch_ == max(range(n + 1), key=keys.__getitem__)
     assert len(d.axes_) == 2
     lines = d.axes_[0].get_lines()
     np.testing.assert_allclose(lines[0].get_ydata(), d.losses["train_loss"])

@@ -69,6 +69,19 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     weight_decay : float, default=0.01
         Weight decay, passed to the optimizer (``optimizer__weight_decay`` wins).
         With ``l2sp > 0`` it applies to the head only.
+    head_init : {"probe", "random"} or estimator, default="probe"
+        How the new head starts (LP-FT, Kumar et al., ICLR 2022). ``"probe"``:
+        before the first epoch, a logistic regression (ridge for the regressor)
+        is fitted on the frozen, cached features of the training part of the
+        split, and becomes the head, so fine-tuning starts where the frozen
+        probe ends instead of sending a random head's gradients into the
+        backbone. A scikit-learn linear estimator (with ``coef_`` and
+        ``intercept_``, e.g. ``LogisticRegression(C=0.1)``) is fitted instead
+        of the default one. ``"random"``: PyTorch's default initialisation.
+        With a validation split, the start is scored as epoch 0
+        (``start_scores_``) and the best epoch, epoch 0 included, is kept
+        (``best_epoch_``), so the model is never worse on validation than its
+        own probe.
     l2sp : float, default=0.0
         L2-SP strength (Li et al., ICML 2018): ``l2sp * sum ||w - w0||^2`` over
         the backbone's trainable weights is added to the training loss, pulling
@@ -83,7 +96,10 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         crop (60-100 % of the area) and a horizontal flip; False disables it; an
         ``nn.Module`` taking a uint8 ``(N, C, H, W)`` batch replaces it.
     valid_size : float or None, default=0.1
-        Fraction held out (stratified) for validation; None trains on everything.
+        Fraction held out (stratified) for validation; None trains on
+        everything. With validation, the weights of the best epoch (on
+        ``scoring``, ties broken by the lower validation loss; epoch 0 is the
+        start) are restored at the end of a fresh ``fit``.
     scoring : str, default="accuracy"
         Validation score recorded each epoch (``"f1_macro"``...).
     patience : int or None, default=None
@@ -128,6 +144,18 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         ``iterator_valid__*``, ``module__*`` (to :class:`TransferModule`),
         ``warm_start``, ``train_split`` (with ``valid_size=None``)...
 
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels, sorted.
+    history_ : skorch History
+        One row per epoch (epochs 1, 2, ...).
+    start_scores_ : dict or None
+        ``valid_loss`` and ``valid_<scoring>`` of the start (epoch 0: the probe's
+        head on the pretrained backbone), with a validation split.
+    best_epoch_ : int or None
+        The epoch whose weights were kept (0: the start), with a validation split.
+
     See Also
     --------
     sktransfer.PretrainedFeatureExtractor : the frozen backbone as a transformer.
@@ -166,6 +194,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         max_epochs=10,
         batch_size=32,
         weight_decay=0.01,
+        head_init="probe",
         l2sp=0.0,
         dropout=0.1,
         label_smoothing=0.0,
@@ -206,6 +235,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         self.pooling = pooling
         self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
+        self.head_init = head_init
         self.l2sp = l2sp
         self.dropout = dropout
         self.label_smoothing = label_smoothing

@@ -23,6 +23,7 @@ from sklearn.exceptions import NotFittedError
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit, unpack_data
 from torch import nn
+from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
 
 from sktransfer._base import BackboneMixin
@@ -40,6 +41,7 @@ from sktransfer.finetune._data import (
 from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
+from sktransfer.finetune._probe_start import ProbeStart
 from sktransfer.finetune._regularizers import l2sp_penalty
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
@@ -69,7 +71,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         return samples
 
     def get_dataset(self, X, y=None):
-        if isinstance(X, Dataset):
+        if isinstance(X, TorchDataset):  # skorch's rule: datasets pass through
             return X
         if self.strategy == "head":  # frozen backbone: embed once (cached)
             return Dataset(self._head_extractor_.transform(X), y)
@@ -215,7 +217,9 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             callbacks.append((name, cb))
         if isinstance(self.strategy, str) and self.strategy == "gradual":
             callbacks += gradual_unfreezers(self._load_backbone().model)
-        return callbacks + training_callbacks(self)
+        callbacks += training_callbacks(self)
+        name = self.scoring if isinstance(self.scoring, str) else "score"
+        return [*callbacks, ("probe_start", ProbeStart(f"valid_{name}"))]
 
     def checkpoint_path(self) -> str:
         """Where the ``Checkpoint`` callback writes (``"auto"``: a fresh

@@ -18,6 +18,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from sktransfer._compat import (
+    HasMethods,
     Interval,
     RealNotInt,
     StrOptions,
@@ -41,6 +42,7 @@ _COMMON = {
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"-1"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "head_init": [StrOptions({"probe", "random"}), HasMethods(["fit"])],
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "augment": ["boolean", StrOptions({"auto"}), nn.Module],

@@ -48,6 +48,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         max_epochs=10,
         batch_size=32,
         weight_decay=0.01,
+        head_init="probe",
         l2sp=0.0,
         dropout=0.1,
         augment="auto",
@@ -86,6 +87,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.pooling = pooling
         self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
+        self.head_init = head_init
         self.l2sp = l2sp
         self.dropout = dropout
         self.augment = augment

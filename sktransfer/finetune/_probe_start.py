@@ -1,0 +1,223 @@
+"""LP-FT: start fine-tuning where the linear probe ends, never end worse than it.
+
+Kumar et al. (ICLR 2022, "Fine-Tuning can Distort Pretrained Features and
+Underperform Out-of-Distribution") show that a randomly initialised head sends
+large, noisy gradients into the backbone in the first steps and distorts the
+features the probe relies on; fitting the head as a linear probe on the frozen
+features first (LP), then fine-tuning (FT), avoids it. Here:
+
+1. before the first epoch of a fresh ``fit``, a linear model (logistic regression
+   for classes, ridge for targets, or the user's) is fitted on the frozen,
+   cached features of the *training* part of the split, and its weights become the
+   head's (binary logistic regression: rows ``-w/2`` and ``+w/2``, whose softmax
+   is the probe's sigmoid);
+2. with a validation split, that start is scored as epoch 0
+   (``start_scores_``), and the weights of the best epoch, epoch 0 included, are
+   restored at the end (``best_epoch_``): the estimator never returns a model
+   worse on validation than its own probe.
+
+Epoch 0 is kept out of skorch's ``history_`` on purpose: skorch and its callbacks
+(``Freezer``/``Unfreezer``, ``LRScheduler``, early stopping) number epochs by
+the history's length, and a row for it would shift every one of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import Subset
+
+from sktransfer.finetune._data import SampleDataset, head_extractor
+
+__all__ = ["ProbeStart", "head_layer", "probe_weights"]
+
+
+def head_layer(module: nn.Module) -> nn.Module:
+    """The head of a fine-tuner's module: ``module.head``, or the last layer of
+    the ``strategy="head"`` ``Sequential``."""
+    head = getattr(module, "head", None)
+    if head is None and isinstance(module, nn.Sequential):
+        head = module[-1]
+    return head
+
+
+def _split_parts(dataset):
+    if isinstance(dataset, Subset):
+        return dataset.dataset, np.asarray(dataset.indices)
+    return dataset, np.arange(len(dataset))
+
+
+def frozen_features(net, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen-backbone features and targets of ``dataset`` (a split of ``fit``).
+
+    Samples of the fine-tuner's own dataset go through the cached extractor (so
+    every fold of a grid search embeds each sample once); ``strategy="head"``
+    datasets already hold the features; any other dataset is run through the
+    module's (still pretrained) backbone.
+    """
+    base, idx = _split_parts(dataset)
+    y = getattr(base, "y", None)
+    if isinstance(base, SampleDataset) and y is not None:
+        values = base.samples.values
+        X = values[idx] if isinstance(values, np.ndarray) else [values[i] for i in idx]
+        if getattr(net, "_probe_extractor_", None) is None:
+            net._probe_extractor_ = head_extractor(net)
+        return net._probe_extractor_.transform(X), np.asarray(y)[idx]
+    if net.strategy == "head" and isinstance(getattr(base, "X", None), np.ndarray):
+        return base.X[idx], np.asarray(y)[idx]
+    feats, ys = [], []
+    backbone = net.module_.backbone
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad(), net._autocast():
+        for Xi, yi in net.get_iterator(dataset, training=False):
+            if isinstance(Xi, dict):
+                out = backbone(**{k: v.to(net.device) for k, v in Xi.items()})
+            else:
+                out = backbone(Xi.to(net.device))
+            feats.append(out.float().cpu().numpy())
+            ys.append(np.asarray(yi))
+    backbone.train(was_training)
+    return np.concatenate(feats), np.concatenate(ys)
+
+
+def probe_weights(net, features, y) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fit the linear probe; return the head's ``(weight, bias)`` in the
+    features' own scale, or None when the probe cannot fill the head."""
+    classifier = hasattr(net, "label_encoder_")
+    if net.head_init == "probe":
+        if classifier:
+            class_weight = net.class_weight
+            if isinstance(class_weight, dict):  # keyed by encoded labels here
+                class_weight = {
+                    i: class_weight.get(c, 1.0) for i, c in enumerate(net.classes_)
+                }
+            probe = LogisticRegression(max_iter=1000, class_weight=class_weight)
+        else:
+            probe = Ridge(alpha=1.0)
+    else:
+        probe = clone(net.head_init)
+    scaler = StandardScaler().fit(features)
+    target = y.ravel() if not classifier and y.ndim == 2 and y.shape[1] == 1 else y
+    probe.fit(scaler.transform(features), target)
+    coef = np.atleast_2d(np.asarray(probe.coef_, dtype=np.float64))
+    intercept = np.atleast_1d(np.asarray(probe.intercept_, dtype=np.float64))
+    coef = coef / scaler.scale_  # undo the scaling: w.x + b on the raw features
+    intercept = intercept - coef @ scaler.mean_
+    n_out = net._n_outputs()
+    if classifier:
+        seen = np.asarray(probe.classes_)
+        if len(seen) != n_out:
+            return None  # a class missing from the training part
+        if n_out == 2 and coef.shape[0] == 1:  # binary: sigmoid as a 2-way softmax
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    if coef.shape != (n_out, features.shape[1]):
+        return None
+    return coef, intercept
+
+
+def _comparable(row: dict, monitor: str):
+    score, loss = row.get(monitor), row.get("valid_loss")
+    if score is None or loss is None or not np.isfinite([score, loss]).all():
+        return None
+    return (float(score), -float(loss))  # ties on the score: lower loss wins
+
+
+class ProbeStart(Callback):
+    """LP-FT's linear-probe start, the epoch-0 score and the best epoch kept.
+
+    Active on a fresh ``fit`` only: a ``warm_start`` or ``partial_fit``
+    continuation, or a run resumed from a checkpoint, trains on as skorch does.
+
+    Parameters
+    ----------
+    monitor : str
+        The validation score to keep the best epoch on (``"valid_acc"``...);
+        ties are broken by the lower validation loss.
+    """
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.pending_ = len(net.history) == 0
+        self.best_ = None
+        if self.pending_:
+            net.start_scores_ = None
+            net.best_epoch_ = None
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        if not self.pending_:
+            return
+        self.pending_ = False
+        if net.head_init != "random":
+            self._init_head(net, dataset_train)
+        if dataset_valid is None:
+            return
+        scores = self._score(net, dataset_valid)
+        net.start_scores_ = scores
+        key = _comparable(scores, self.monitor)
+        if key is not None:
+            self.best_ = (key, 0, copy.deepcopy(net.module_.state_dict()))
+            net.best_epoch_ = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.best_ is None:
+            return
+        row = net.history[-1]
+        key = _comparable(row, self.monitor)
+        if key is not None and key > self.best_[0]:
+            self.best_ = (key, row["epoch"], copy.deepcopy(net.module_.state_dict()))
+            net.best_epoch_ = row["epoch"]
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_ is not None:
+            net.module_.load_state_dict(self.best_[2])
+            self.best_ = None  # free the copy
+
+    def _init_head(self, net, dataset):
+        head = head_layer(net.module_)
+        why = None
+        if not isinstance(head, nn.Linear):
+            why = f"the head is a {type(head).__name__}, not an nn.Linear"
+        else:
+            weights = probe_weights(net, *frozen_features(net, dataset))
+            if weights is None:
+                why = "the probe's output does not match the head (a class missing?)"
+        if why is not None:
+            warnings.warn(
+                f"head_init={net.head_init!r} left the head randomly initialised: "
+                f"{why}. Pass head_init='random' to silence this.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(weights[0], dtype=head.weight.dtype))
+            head.bias.copy_(torch.as_tensor(weights[1], dtype=head.bias.dtype))
+
+    def _score(self, net, dataset) -> dict:
+        """Validation loss and score of the current weights, as skorch records
+        them at the end of an epoch (loss averaged over samples)."""
+        total, count = 0.0, 0
+        for batch in net.get_iterator(dataset, training=False):
+            step = net.validation_step(batch)
+            n = len(batch[1])
+            total += float(step["loss"]) * n
+            count += n
+        scores = {"valid_loss": total / max(count, 1)}
+        base, idx = _split_parts(dataset)
+        scoring = dict(net.callbacks_).get(self.monitor)
+        if getattr(base, "y", None) is not None and scoring is not None:
+            y = np.asarray(base.y)[idx]
+            scores[self.monitor] = scoring.scoring(net, dataset, y)
+        return scores

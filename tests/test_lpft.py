@@ -1,0 +1,223 @@
+"""LP-FT: the head starts as the linear probe; the best epoch (0 included) is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.dataset import ValidSplit
+from torch import nn
+
+from sktransfer import FineTunedClassifier, FineTunedRegressor
+from sktransfer.finetune import TransferModule
+from sktransfer.finetune._data import head_extractor
+
+
+@pytest.fixture
+def faces(rng):
+    """Two separable classes of small images (brightness differs)."""
+    X = rng.integers(0, 255, (48, 32, 32, 3), np.uint8)
+    y = np.array(["a", "b", "c"] * 16)
+    X[y == "b"] //= 3
+    X[y == "c"] = 255 - X[y == "c"] // 4
+    return X, y
+
+
+def _features(net, X):
+    return head_extractor(net).transform(X)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_head_starts_as_the_probe(faces, classes):
+    X, y = faces
+    keep = np.isin(y, ["a", "b", "c"][:classes])
+    X, y = X[keep], y[keep]
+    # lr so small that one epoch leaves the probe's head as it started
+    clf = FineTunedClassifier(
+        "test-cnn",
+        strategy="head",
+        max_epochs=1,
+        lr=1e-12,
+        valid_size=None,
+        weight_decay=0.0,
+        random_state=0,
+    ).fit(X, y)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    probe.fit(_features(clf, X), y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), probe.predict_proba(_features(clf, X)), atol=1e-4
+    )
+    assert clf.start_scores_ is None and clf.best_epoch_ is None  # no validation
+
+
+def test_random_head_is_not_the_probe(faces):
+    X, y = faces
+    clf = FineTunedClassifier(
+        "test-cnn",
+        strategy="head",
+        max_epochs=1,
+        lr=1e-12,
+        valid_size=None,
+        head_init="random",
+        random_state=0,
+    ).fit(X, y)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    probe.fit(_features(clf, X), y)
+    gap = np.abs(clf.predict_proba(X) - probe.predict_proba(_features(clf, X)))
+    assert gap.max() > 0.1
+
+
+def test_regressor_head_starts_as_ridge(faces):
+    X, _ = faces
+    y = X.reshape(len(X), -1).mean(1) / 255
+    reg = FineTunedRegressor(
+        "test-cnn",
+        strategy="head",
+        max_epochs=1,
+        lr=1e-12,
+        valid_size=None,
+        weight_decay=0.0,
+        random_state=0,
+    ).fit(X, y)
+    ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(_features(reg, X), y)
+    np.testing.assert_allclose(
+        reg.predict(X), ridge.predict(_features(reg, X)), atol=1e-4
+    )
+
+
+def test_users_linear_estimator_is_the_probe(faces):
+    X, y = faces
+    kwargs = dict(
+        strategy="head",
+        max_epochs=1,
+        lr=1e-12,
+        valid_size=None,
+        weight_decay=0.0,
+        random_state=0,
+    )
+    weak = FineTunedClassifier(
+        "test-cnn", head_init=LogisticRegression(C=1e-4, max_iter=1000), **kwargs
+    ).fit(X, y)
+    strong = FineTunedClassifier("test-cnn", **kwargs).fit(X, y)
+    norm = [float(m.module_[-1].weight.detach().norm()) for m in (weak, strong)]
+    assert norm[0] < norm[1] / 10
+
+
+def test_best_epoch_zero_is_kept_when_training_hurts(faces):
+    X, y = faces
+    # a learning rate that wrecks the backbone: every epoch is worse than the start
+    bad = dict(
+        strategy="full",
+        lr=5.0,
+        backbone_lr=5.0,
+        weight_decay=0.0,
+        valid_size=0.25,
+        augment=False,
+        random_state=0,
+    )
+    clf = FineTunedClassifier("test-cnn", max_epochs=3, **bad).fit(X, y)
+    losses = clf.history[:, "valid_loss"]
+    assert min(losses) > clf.start_scores_["valid_loss"]  # it did get worse
+    assert clf.best_epoch_ == 0
+    # the returned model is the start: its validation loss and score are epoch 0's
+    codes = clf.label_encoder_.transform(y)
+    split = ValidSplit(0.25, stratified=True, random_state=0)
+    _, valid = split(clf.get_dataset(X, codes), codes)
+    idx = np.asarray(valid.indices)
+    proba = clf.predict_proba(X[idx])
+    assert log_loss(y[idx], proba, labels=clf.classes_) == pytest.approx(
+        clf.start_scores_["valid_loss"], rel=1e-5
+    )
+    assert (clf.predict(X[idx]) == y[idx]).mean() == clf.start_scores_["valid_accuracy"]
+
+
+def test_best_later_epoch_is_kept(faces):
+    X, y = faces
+    clf = FineTunedClassifier(
+        "test-cnn",
+        strategy="full",
+        max_epochs=4,
+        head_init="random",
+        valid_size=0.25,
+        lr=3e-2,
+        random_state=0,
+    ).fit(X, y)
+    rows = [clf.start_scores_, *clf.history]
+    keys = [(r["valid_accuracy"], -r["valid_loss"]) for r in rows]
+    assert clf.best_epoch_ == max(range(len(keys)), key=keys.__getitem__)
+    assert clf.best_epoch_ > 0  # a random head's start is beaten
+
+
+def test_warm_start_continues_without_a_new_probe(faces):
+    X, y = faces
+    clf = FineTunedClassifier(
+        "test-cnn",
+        strategy="full",
+        max_epochs=2,
+        lr=3e-2,
+        valid_size=None,
+        random_state=0,
+    ).fit(X, y)
+    head = clf.module_.head.weight.detach().clone()
+    clf.set_params(warm_start=True, lr=1e-12, backbone_lr=1e-12, max_epochs=1)
+    clf.fit(X, y)
+    assert torch.allclose(clf.module_.head.weight, head, atol=1e-6)
+
+
+class MLPHead(TransferModule):
+    def __init__(self, features, n_features, n_outputs, dropout=0.0, augment=None):
+        super().__init__(features, n_features, n_outputs, dropout, augment)
+        self.head = nn.Sequential(nn.Linear(n_features, 8), nn.Linear(8, n_outputs))
+
+
+def test_a_head_that_is_not_linear_warns(faces):
+    X, y = faces
+    clf = FineTunedClassifier(
+        "test-cnn", module=MLPHead, max_epochs=1, valid_size=None, random_state=0
+    )
+    with pytest.warns(UserWarning, match="head_init='random' to silence"):
+        clf.fit(X, y)
+    clf.set_params(head_init="random")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        clf.fit(X, y)
+
+
+def test_head_init_is_a_checked_grid_parameter(faces):
+    X, y = faces
+    search = GridSearchCV(
+        FineTunedClassifier(
+            "test-cnn", strategy="head", max_epochs=1, valid_size=None, random_state=0
+        ),
+        {"head_init": ["probe", "random"]},
+        cv=2,
+    ).fit(X, y)
+    probe, random_ = search.cv_results_["mean_test_score"]
+    assert probe >= random_
+    with pytest.raises(ValueError, match="'head_init' parameter"):
+        FineTunedClassifier("test-cnn", head_init="zeros").fit(X, y)
+
+
+def test_same_seed_same_model(faces):
+    X, y = faces
+    kw = dict(strategy="last_n", max_epochs=2, valid_size=0.25, random_state=3)
+    a = FineTunedClassifier("test-cnn", **kw).fit(X, y)
+    b = FineTunedClassifier("test-cnn", **kw).fit(X, y)
+    assert a.best_epoch_ == b.best_epoch_
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_text_probe_start(texts):
+    X, y = texts
+    clf = FineTunedClassifier(
+        "test-text", strategy="full", max_epochs=1, valid_size=0.25, random_state=0
+    ).fit(X, y)
+    assert set(clf.start_scores_) == {"valid_loss", "valid_accuracy"}
+    assert clf.best_epoch_ in (0, 1)
