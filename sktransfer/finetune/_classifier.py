@@ -98,8 +98,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     valid_size : float or None, default=0.1
         Fraction held out (stratified) for validation; None trains on
         everything. With validation, the weights of the best epoch (on
-        ``scoring``, ties broken by the lower validation loss; epoch 0 is the
-        start) are restored at the end of a fresh ``fit``.
+        ``scoring``; on a tie the earlier epoch; epoch 0 is the start) are
+        restored at the end of a fresh ``fit``.
     scoring : str, default="accuracy"
         Validation score recorded each epoch (``"f1_macro"``...).
     patience : int or None, default=None

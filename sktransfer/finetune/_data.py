@@ -118,6 +118,18 @@ class LengthGroupedBatchSampler:
         return iter([batches[i] for i in order])
 
 
+def _training_precision(net) -> str:
+    """The fine-tuner's precision, resolved as in training, so the frozen
+    features match the module's own forward pass (fp32 on every CPU)."""
+    import torch
+
+    from sktransfer._runtime import resolve_device, resolve_precision
+
+    device = resolve_device(net.get_params(deep=False)["device"])
+    dtype = resolve_precision(net.precision, device, training=True)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
 def head_extractor(net):
     """The fitted frozen extractor that embeds once for ``strategy="head"``."""
     from sktransfer._extractor import PretrainedFeatureExtractor
@@ -134,7 +146,7 @@ def head_extractor(net):
         weights=net.weights,
         pooling=net.pooling,
         device=net.get_params(deep=False)["device"],
-        precision=net.precision,
+        precision=_training_precision(net),
         max_length=net.max_length,
         normalize=False,
         trust_remote_code=net.trust_remote_code,

@@ -115,7 +115,9 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
     # --------------------------------------------------------- precision
     def _autocast(self):
         device = torch.device(self.device)
-        return autocast(device, resolve_precision(self.precision, device))
+        return autocast(
+            device, resolve_precision(self.precision, device, training=True)
+        )
 
     def infer(self, x, **fit_params):
         with self._autocast():
@@ -193,7 +195,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             kwargs.setdefault("weight_decay", self.weight_decay)
         self.optimizer_ = self.optimizer(*args, **kwargs)
         device = torch.device(self.device)
-        fp16 = resolve_precision(self.precision, device) == torch.float16
+        dtype = resolve_precision(self.precision, device, training=True)
+        fp16 = dtype == torch.float16
         self.grad_scaler_ = torch.amp.GradScaler(device.type) if fp16 else None
         return self
 

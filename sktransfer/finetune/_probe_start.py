@@ -126,10 +126,10 @@ def probe_weights(net, features, y) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _comparable(row: dict, monitor: str):
-    score, loss = row.get(monitor), row.get("valid_loss")
-    if score is None or loss is None or not np.isfinite([score, loss]).all():
+    score = row.get(monitor)
+    if score is None or not np.isfinite(score):
         return None
-    return (float(score), -float(loss))  # ties on the score: lower loss wins
+    return float(score)
 
 
 class ProbeStart(Callback):
@@ -141,8 +141,10 @@ class ProbeStart(Callback):
     Parameters
     ----------
     monitor : str
-        The validation score to keep the best epoch on (``"valid_acc"``...);
-        ties are broken by the lower validation loss.
+        The validation score to keep the best epoch on (``"valid_acc"``...).
+        A later epoch replaces the best only when it scores strictly higher,
+        so on a tie the earlier one, closer to the pretrained network, is kept
+        (the probe's start, when fine-tuning never beats it).
     """
 
     def __init__(self, monitor: str):
