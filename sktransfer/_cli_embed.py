@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import re
 import sys
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "UserError", "add_embed_parser", "run_embed"]
 
@@ -37,7 +33,7 @@ IMAGE_EXTENSIONS = (
     ".tiff",
     ".webp",
 )
-CHUNK = 2048  # rows embedded, then written, at a time
+CHUNK = 2048  # rows embedded, then written, at a time (transform_to_file)
 
 
 class UserError(Exception):
@@ -200,90 +196,9 @@ def _failures_path(out: Path) -> Path:
     return out.with_name(out.name + ".failures.csv")
 
 
-class _Writer:
-    """Rows written chunk by chunk to a temporary file, renamed when complete."""
-
-    def __init__(self, out: Path, n_rows: int, width: int):
-        self.out = out
-        self.tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-        self.row = 0
-        self.shape = (n_rows, width)
-        if out.suffix.lower() == ".npy":
-            self.array = np.lib.format.open_memmap(
-                self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, width)
-            )
-            self.parquet = None
-        else:
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError as exc:
-                raise UserError(
-                    "a .parquet output needs pyarrow: pip install pyarrow"
-                ) from exc
-            self.pa = pa
-            schema = pa.schema(
-                [("id", pa.string()), ("embedding", pa.list_(pa.float32(), width))]
-            )
-            self.parquet = pq.ParquetWriter(self.tmp, schema)
-            self.array = None
-
-    def write(self, ids: list[str], rows: np.ndarray) -> None:
-        if self.array is not None:
-            self.array[self.row : self.row + len(rows)] = rows
-        else:
-            pa = self.pa
-            vectors = pa.FixedSizeListArray.from_arrays(
-                pa.array(rows.reshape(-1), pa.float32()), rows.shape[1]
-            )
-            self.parquet.write_table(
-                pa.table({"id": pa.array(ids, pa.string()), "embedding": vectors})
-            )
-        self.row += len(rows)
-
-    def finish(self) -> None:
-        if self.array is not None:
-            self.array.flush()
-            self.array = None
-            if self.row != self.shape[0]:  # rows were skipped: copy the kept ones
-                trimmed = self.tmp.with_name(self.tmp.name + ".trim")
-                dst = np.lib.format.open_memmap(
-                    trimmed,
-                    mode="w+",
-                    dtype=np.float32,
-                    shape=(self.row, self.shape[1]),
-                )
-                src = np.load(self.tmp, mmap_mode="r")
-                for lo in range(0, self.row, CHUNK):
-                    hi = min(lo + CHUNK, self.row)
-                    dst[lo:hi] = src[lo:hi]
-                dst.flush()
-                del dst, src
-                os.replace(trimmed, self.tmp)
-        else:
-            self.parquet.close()
-        os.replace(self.tmp, self.out)
-
-    def abort(self) -> None:
-        if self.parquet is not None:
-            self.parquet.close()
-        self.array = None
-        self.tmp.unlink(missing_ok=True)
-        self.tmp.with_name(self.tmp.name + ".trim").unlink(missing_ok=True)
-
-
-def _renumber(message: str, offset: int) -> str:
-    """Row numbers of a chunk's error message, as positions in the whole input."""
-    if offset == 0:
-        return message
-    return re.sub(r"^row (\d+)", lambda m: f"input {int(m[1]) + offset}", message)
-
-
 # ---------------------------------------------------------------- run
 def run_embed(args) -> int:
     """Run ``sktransfer embed`` with parsed ``args``."""
-    from tqdm.auto import tqdm
-
     from sktransfer import PretrainedFeatureExtractor
     from sktransfer.backbones import get_backbone_spec
     from sktransfer.exceptions import InputError
@@ -309,34 +224,21 @@ def run_embed(args) -> int:
         on_error="raise" if args.on_error == "raise" else "nan",
     ).fit(values[:1])
     width = ext._n_features_out
-    writer = _Writer(out, len(values), width)
-    failures: list[tuple[int, str, str]] = []
     try:
-        with tqdm(
-            total=len(values), disable=args.no_progress, unit=modality, file=sys.stderr
-        ) as bar:
-            for lo in range(0, len(values), CHUNK):
-                chunk = values[lo : lo + CHUNK]
-                try:
-                    rows, errors = ext.transform_with_errors(chunk)
-                except InputError as exc:
-                    raise UserError(
-                        f"{_renumber(str(exc), lo)} (pass --on-error skip or nan to "
-                        "embed the other inputs)"
-                    ) from exc
-                failed = sorted(errors)
-                failures += [
-                    (lo + j, ids[lo + j], _renumber(errors[j], lo)) for j in failed
-                ]
-                keep = list(range(len(chunk)))
-                if args.on_error == "skip" and failed:
-                    keep = [j for j in keep if j not in errors]
-                writer.write([ids[lo + j] for j in keep], rows[keep])
-                bar.update(len(chunk))
-        writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+        errors = ext.transform_to_file(
+            values,
+            out,
+            ids=ids,
+            overwrite=args.force,
+            chunk_size=CHUNK,
+            skip_errors=args.on_error == "skip",
+            progress=not args.no_progress,
+        )
+    except InputError as exc:
+        raise UserError(
+            f"{exc} (pass --on-error skip or nan to embed the other inputs)"
+        ) from exc
+    failures = [(i, ids[i], errors[i]) for i in sorted(errors)]
     if failures:
         with open(_failures_path(out), "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

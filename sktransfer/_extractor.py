@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from numbers import Integral
 
@@ -69,7 +70,10 @@ class PretrainedFeatureExtractor(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
         ``"mps"``.
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast precision. ``"auto"`` is bf16 (or fp16) on a GPU, fp32 on the CPU.
+        Autocast precision. ``"auto"`` is bf16 (or fp16) on a GPU; on the CPU,
+        bf16 where the CPU computes it natively (AVX512-BF16, AMX, ARM BF16;
+        measured: no accuracy change on the demo tasks, 1.4-2x faster) and
+        fp32 elsewhere. The resolved precision is part of the cache key.
     max_length : int, default=None
         Longest token sequence for texts (None: the backbone's own limit).
     normalize : bool or "auto", default="auto"
@@ -268,7 +272,103 @@ class PretrainedFeatureExtractor(
         """
         self._check_fitted()
         samples = self._check_samples(X, reset=False)
+        return self._embed_samples(self._load_backbone(), samples)
+
+    def transform_to_file(
+        self,
+        X,
+        path,
+        *,
+        ids=None,
+        overwrite=False,
+        chunk_size=2048,
+        skip_errors=False,
+        progress=False,
+    ):
+        """Embed ``X`` straight to a ``.npy`` or ``.parquet`` file, chunk by chunk.
+
+        For outputs larger than memory: ``chunk_size`` rows are embedded, written
+        and dropped at a time, so memory stays near the model plus one chunk
+        whatever the number of rows (20,000 images: see ``docs/performance.md``).
+        The file is written under a temporary name and renamed when complete; an
+        existing file is replaced only with ``overwrite=True``. With a disk
+        ``cache``, every finished batch is kept, so a run that was interrupted
+        resumes where it stopped. Within a chunk each distinct sample is
+        embedded once; across chunks the cache finds repeats.
+
+        Parameters
+        ----------
+        X : see :meth:`transform`
+        path : str or path
+            Ends with ``.npy`` (float32, ``np.load(path, mmap_mode="r")`` reads
+            it without loading it) or ``.parquet`` (columns ``id`` and
+            ``embedding``, a fixed-size list of float32; needs pyarrow).
+        ids : sequence, default=None
+            The ``id`` column of a Parquet file (default: row positions).
+        overwrite : bool, default=False
+        chunk_size : int, default=2048
+        skip_errors : bool, default=False
+            With ``on_error="nan"`` / ``"zero"``: leave the failed rows out of
+            the file instead of writing NaN / zero rows.
+        progress : bool, default=False
+            A progress bar over the rows (tqdm, on stderr).
+
+        Returns
+        -------
+        errors : dict of int to str
+            Position (in ``X``) of each row that could not be embedded, and why.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> from sktransfer import PretrainedFeatureExtractor
+        >>> texts = ["a cat", "a dog", "a cat"]
+        >>> ext = PretrainedFeatureExtractor("test-text").fit(texts)
+        >>> out = Path(tempfile.mkdtemp()) / "emb.npy"
+        >>> ext.transform_to_file(texts, out, chunk_size=2)
+        {}
+        >>> np.allclose(np.load(out, mmap_mode="r"), ext.transform(texts))
+        True
+        """
+        from tqdm.auto import tqdm
+
+        from sktransfer._writers import EmbeddingWriter, check_output_path
+
+        self._check_fitted()
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
+        out = check_output_path(path, overwrite)
+        samples = self._check_samples(X, reset=False)
+        if ids is not None and len(ids) != len(samples):
+            raise ValueError(f"ids has {len(ids)} entries; X has {len(samples)} rows")
         loaded = self._load_backbone()
+        writer = EmbeddingWriter(out, len(samples), self._n_features_out)
+        errors: dict[int, str] = {}
+        bar = tqdm(
+            total=len(samples), disable=not progress, unit="row", file=sys.stderr
+        )
+        try:
+            for lo in range(0, len(samples), int(chunk_size)):
+                hi = min(lo + int(chunk_size), len(samples))
+                rows, failed = self._embed_samples(loaded, samples.chunk(lo, hi))
+                keep = np.arange(hi - lo)
+                if skip_errors and failed:
+                    keep = np.array([j for j in keep if j not in failed], int)
+                errors.update({lo + j: msg for j, msg in failed.items()})
+                names = [lo + j if ids is None else ids[lo + j] for j in keep]
+                writer.write(rows[keep], names)
+                bar.update(hi - lo)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        return errors
+
+    def _embed_samples(self, loaded, samples: Samples):
+        """Embeddings of ``samples`` through the cache, and the failed rows."""
         n, width = len(samples), self._n_features_out
         out = np.empty((n, width), dtype=np.float32)
         store = get_cache(self.cache)

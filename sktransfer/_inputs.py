@@ -37,22 +37,37 @@ class Samples:
         The pandas index, to name rows in errors.
     feature_names : ndarray of str or None
         The column name when ``X`` was a one-column DataFrame.
+    offset : int
+        Position of ``values[0]`` in the whole input (a chunk of it names its
+        rows by their position in the whole).
     """
 
     values: Any
     labels: Any = None
     feature_names: np.ndarray | None = None
+    offset: int = 0
 
     def __len__(self) -> int:
         return len(self.values)
 
     def row(self, i: int) -> str:
         """How to name sample ``i`` in a message."""
+        n = i + self.offset
         if self.labels is not None:
             label = self.labels[i]
-            if not (isinstance(label, numbers.Integral) and label == i):
-                return f"row {i} (index {label!r})"
-        return f"row {i}"
+            if not (isinstance(label, numbers.Integral) and label == n):
+                return f"row {n} (index {label!r})"
+        return f"row {n}"
+
+    def chunk(self, lo: int, hi: int) -> Samples:
+        """Samples ``lo`` to ``hi`` (exclusive), still named by their position
+        in the whole input."""
+        return Samples(
+            self.values[lo:hi],
+            None if self.labels is None else self.labels[lo:hi],
+            self.feature_names,
+            self.offset + lo,
+        )
 
 
 def is_missing(value: Any) -> bool:

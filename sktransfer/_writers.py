@@ -1,0 +1,140 @@
+"""Embeddings written to disk chunk by chunk: a memory-mapped ``.npy`` or Parquet.
+
+Used by :meth:`PretrainedFeatureExtractor.transform_to_file` and the
+``sktransfer embed`` command, so that an output larger than memory never has to
+fit in it. Rows go to a temporary file beside the output, which is renamed when
+it is complete: the output is always whole, and an interrupted run leaves no
+half-written file under the user's name (the disk cache, if any, keeps the
+finished batches for the next run).
+
+Why these formats: ``.npy`` through :func:`numpy.lib.format.open_memmap` is
+readable by ``np.load(path, mmap_mode="r")`` without loading it; Parquet (via
+pyarrow, the ``parquet`` extra) is what pandas, Polars, DuckDB and Spark read,
+one row group per chunk, with an id column beside a fixed-size-list vector.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["EmbeddingWriter", "check_output_path"]
+
+_COPY_ROWS = 8192  # rows copied at a time when trimming a .npy
+
+
+def check_output_path(path, overwrite: bool) -> Path:
+    """The output path, checked: a known suffix, an existing folder, and no file
+    replaced unless ``overwrite``."""
+    out = Path(path)
+    if out.suffix.lower() not in (".npy", ".parquet"):
+        raise ValueError(f"the output {out} must end with .npy or .parquet")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"the output folder {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} exists; not replacing it (pass overwrite=True to replace it)"
+        )
+    return out
+
+
+class EmbeddingWriter:
+    """Rows appended chunk by chunk to a temporary file, renamed by
+    :meth:`finish` (or removed by :meth:`abort`).
+
+    Parameters
+    ----------
+    path : path
+        ``.npy`` or ``.parquet``.
+    n_rows : int
+        Rows expected (``.npy`` preallocates them; fewer written is fine, the
+        file is trimmed).
+    width : int
+        Values per row.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> out = Path(tempfile.mkdtemp()) / "x.npy"
+    >>> w = EmbeddingWriter(out, 3, 2)
+    >>> w.write(np.ones((2, 2), np.float32)); w.write(np.zeros((1, 2), np.float32))
+    >>> w.finish()
+    >>> np.load(out).sum()
+    np.float32(4.0)
+    """
+
+    def __init__(self, path, n_rows: int, width: int):
+        self.out = Path(path)
+        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.partial")
+        self.row = 0
+        self.shape = (n_rows, width)
+        self.array = self.parquet = None
+        if self.out.suffix.lower() == ".npy":
+            self.array = np.lib.format.open_memmap(
+                self.tmp, mode="w+", dtype=np.float32, shape=(max(n_rows, 0), width)
+            )
+        else:
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+            except ImportError as exc:
+                raise ImportError(
+                    "a .parquet output needs pyarrow: pip install 'sktransfer[parquet]'"
+                ) from exc
+            self.pa, self.pq = pa, pq
+
+    def write(self, rows: np.ndarray, ids=None) -> None:
+        """Append ``rows`` (float32, ``(n, width)``); ``ids`` name them in a
+        Parquet file (default: their positions)."""
+        rows = np.asarray(rows, dtype=np.float32)
+        if self.array is not None:
+            self.array[self.row : self.row + len(rows)] = rows
+        else:
+            pa = self.pa
+            if ids is None:
+                ids = np.arange(self.row, self.row + len(rows), dtype=np.int64)
+            vectors = pa.FixedSizeListArray.from_arrays(
+                pa.array(rows.reshape(-1), pa.float32()), self.shape[1]
+            )
+            table = pa.table({"id": pa.array(ids), "embedding": vectors})
+            if self.parquet is None:
+                self.parquet = self.pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table)
+        self.row += len(rows)
+
+    def finish(self) -> None:
+        """Complete the file and move it to its name."""
+        if self.array is not None:
+            self.array.flush()
+            self.array = None
+            if self.row != self.shape[0]:  # rows were skipped: copy the kept ones
+                self._trim()
+        else:
+            if self.parquet is None:  # nothing written: an empty, typed file
+                self.write(np.empty((0, self.shape[1]), np.float32), [])
+            self.parquet.close()
+        os.replace(self.tmp, self.out)
+
+    def _trim(self) -> None:
+        trimmed = self.tmp.with_name(self.tmp.name + ".trim")
+        dst = np.lib.format.open_memmap(
+            trimmed, mode="w+", dtype=np.float32, shape=(self.row, self.shape[1])
+        )
+        src = np.load(self.tmp, mmap_mode="r")
+        for lo in range(0, self.row, _COPY_ROWS):
+            hi = min(lo + _COPY_ROWS, self.row)
+            dst[lo:hi] = src[lo:hi]
+        dst.flush()
+        del dst, src
+        os.replace(trimmed, self.tmp)
+
+    def abort(self) -> None:
+        """Remove the temporary file (nothing under the output's name)."""
+        if self.parquet is not None:
+            self.parquet.close()
+        self.array = None
+        self.tmp.unlink(missing_ok=True)
+        self.tmp.with_name(self.tmp.name + ".trim").unlink(missing_ok=True)
