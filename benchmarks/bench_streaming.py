@@ -1,5 +1,9 @@
 """Peak memory when embedding 20,000 image files: streaming, not proportional to N.
 
+Two ways out: ``transform`` (the output matrix is returned, so it is held in
+memory) and ``transform_to_file`` (a memory-mapped ``.npy`` written chunk by
+chunk, so nothing grows with N but the page cache, which the kernel reclaims).
+
 Each size runs in a fresh subprocess; the figure is the process's peak resident
 memory (``ru_maxrss``) minus its memory after loading the model and embedding one
 batch. If the extractor held every decoded image, 20,000 images at 224x224x3
@@ -21,20 +25,26 @@ from pathlib import Path
 from _common import QUICK, machine, make_image_files, write_result
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, tempfile, time
 from sktransfer import PretrainedFeatureExtractor
 paths = json.load(open(sys.argv[1]))
 n = int(sys.argv[2])
+mode = sys.argv[3]
 ext = PretrainedFeatureExtractor("mobilenet_v3_large", weights="random",
                                  batch_size=64, cache=None).fit(paths[:1])
 ext.transform(paths[:64])
 kib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 base = kib()
 start = time.perf_counter()
-out = ext.transform(paths[:n])
+if mode == "transform":
+    out_MiB = ext.transform(paths[:n]).nbytes / 2**20
+else:
+    target = os.path.join(tempfile.mkdtemp(), "out.npy")
+    ext.transform_to_file(paths[:n], target)
+    out_MiB = os.path.getsize(target) / 2**20
 secs = time.perf_counter() - start
-print(json.dumps({"n": n, "baseline_MiB": base / 1024, "peak_MiB": kib() / 1024,
-                  "output_MiB": out.nbytes / 2**20, "seconds": secs}))
+print(json.dumps({"n": n, "mode": mode, "baseline_MiB": base / 1024,
+                  "peak_MiB": kib() / 1024, "output_MiB": out_MiB, "seconds": secs}))
 """
 
 
@@ -44,9 +54,9 @@ def main(sizes=(2_000, 20_000)):
         listing = Path(tmp) / "paths.json"
         listing.write_text(json.dumps(paths))
         runs = []
-        for n in sizes:
+        for mode, n in [(m, n) for m in ("transform", "to_file") for n in sizes]:
             out = subprocess.run(
-                [sys.executable, "-c", CHILD, str(listing), str(n)],
+                [sys.executable, "-c", CHILD, str(listing), str(n), mode],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -56,7 +66,8 @@ def main(sizes=(2_000, 20_000)):
             run["decoded_input_if_held_MiB"] = n * 224 * 224 * 3 / 2**20
             run["images_per_second"] = n / run["seconds"]
             runs.append(run)
-    small, big = runs[0], runs[-1]
+    small, big = runs[0], runs[len(sizes) - 1]
+    file_small, file_big = runs[len(sizes)], runs[-1]
     write_result(
         "streaming",
         {
@@ -69,6 +80,10 @@ def main(sizes=(2_000, 20_000)):
                 / big["decoded_input_if_held_MiB"],
                 "growth_minus_output_20k_vs_2k": (big["growth_MiB"] - big["output_MiB"])
                 / max(small["growth_MiB"] - small["output_MiB"], 1e-9),
+                "to_file_growth_20k_vs_2k": file_big["growth_MiB"]
+                / max(file_small["growth_MiB"], 1e-9),
+                "to_file_growth_over_output_20k": file_big["growth_MiB"]
+                / file_big["output_MiB"],
             },
         },
     )

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["gridsearch", "images", "text", "streaming", "finetune", "ranking"]
+BENCHES = [
+    "gridsearch",
+    "images",
+    "photos",
+    "text",
+    "streaming",
+    "finetune",
+    "ranking",
+]
 
 
 def main(argv=None):

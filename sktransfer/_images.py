@@ -10,6 +10,7 @@ clipped), palette and CMYK converted.
 from __future__ import annotations
 
 import io
+import math
 import os
 from typing import Any
 
@@ -36,7 +37,22 @@ _TEXT_HINT = (
 )
 
 
-def _open(value: Any, row: str) -> Image.Image:
+DRAFT_MARGIN = 2  # JPEG draft keeps a shorter side >= 2x the resize target
+REDUCING_GAP = 2.0  # other formats: integer reduce while >= 2x the target is left
+
+
+def _draft(image: Image.Image, min_side: int | None) -> None:
+    """Ask a JPEG decoder for a DCT-scaled image (1/2, 1/4, 1/8) whose shorter
+    side stays >= ``DRAFT_MARGIN * min_side``; anything else is left alone."""
+    if not min_side or image.format != "JPEG":
+        return
+    w, h = image.size
+    scale = min(w, h) / (DRAFT_MARGIN * min_side)
+    if scale >= 2:  # Pillow picks the largest of 8, 4, 2 that keeps >= size
+        image.draft(None, (math.ceil(w / scale), math.ceil(h / scale)))
+
+
+def _open(value: Any, row: str, min_side: int | None = None) -> Image.Image:
     if isinstance(value, str | os.PathLike):
         path = os.fspath(value)
         if not os.path.isfile(path):
@@ -61,6 +77,7 @@ def _open(value: Any, row: str) -> Image.Image:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and image.width * image.height > limit:
         raise _bomb(row, what, f"{image.width}x{image.height} pixels")
+    _draft(image, min_side)
     try:
         image.load()
     except OSError as exc:
@@ -166,15 +183,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(value: Any, row: str) -> Image.Image:
+def load_rgb(value: Any, row: str, min_side: int | None = None) -> Image.Image:
     """Open / convert one image value to an RGB PIL image.
+
+    With ``min_side``, a JPEG file or bytes much larger than that is decoded at
+    a reduced size whose shorter side is still at least ``2 * min_side``.
 
     Whatever goes wrong with the value itself is an
     :class:`~sktransfer.exceptions.InputError` that names ``row`` (Pillow raises
     many types on malformed data; none of them escapes).
     """
     try:
-        return _load_rgb(value, row)
+        return _load_rgb(value, row, min_side)
     except (InputError, MemoryError):
         raise
     except Exception as exc:  # Pillow's errors on bad data are open-ended
@@ -188,11 +208,11 @@ def load_rgb(value: Any, row: str) -> Image.Image:
         ) from exc
 
 
-def _load_rgb(value: Any, row: str) -> Image.Image:
+def _load_rgb(value: Any, row: str, min_side: int | None) -> Image.Image:
     if isinstance(value, Image.Image):
         image = value
     elif isinstance(value, str | os.PathLike | bytes | bytearray | memoryview):
-        image = _open(value, row)
+        image = _open(value, row, min_side)
     elif is_missing(value):
         raise InputError(
             f"{row}: the image is missing ({type(value).__name__}). Drop or fill "
@@ -224,7 +244,8 @@ def prepare_image(value: Any, row: str, pre: ImagePreprocessing) -> np.ndarray:
     -------
     ndarray of shape ``(pre.size, pre.size, 3)`` and dtype uint8.
     """
-    image = load_rgb(value, row)
+    reduced = getattr(pre, "reduced_decode", False)
+    image = load_rgb(value, row, pre.resize_size if reduced else None)
     w, h = image.size
     # torchvision's Resize(int) / CenterCrop arithmetic, so pixels match timm's eval
     short, long = (w, h) if w <= h else (h, w)
@@ -232,7 +253,9 @@ def prepare_image(value: Any, row: str, pre: ImagePreprocessing) -> np.ndarray:
     new = (new_short, new_long) if w <= h else (new_long, new_short)
     if new != (w, h):
         image = image.resize(
-            new, _RESAMPLE.get(pre.interpolation, Image.Resampling.BILINEAR)
+            new,
+            _RESAMPLE.get(pre.interpolation, Image.Resampling.BILINEAR),
+            reducing_gap=REDUCING_GAP if reduced else None,
         )
     left = round((new[0] - pre.size) / 2.0)
     top = round((new[1] - pre.size) / 2.0)

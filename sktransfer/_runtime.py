@@ -1,8 +1,12 @@
 """Where and how the forward pass runs: device, precision, batch size.
 
 - ``device="auto"`` picks CUDA, then MPS, then the CPU.
-- ``precision="auto"`` is bf16 autocast on a GPU that supports it (fp16 otherwise)
-  and fp32 on the CPU, where autocast rarely pays off.
+- ``precision="auto"`` is bf16 autocast on a GPU that supports it (fp16
+  otherwise). On the CPU, the extractor (inference) runs bf16 where the CPU
+  computes bf16 natively (x86 ``avx512_bf16`` or ``amx_bf16``, ARM ``bf16``;
+  :func:`cpu_has_native_bf16`) and fp32 elsewhere, where bf16 is emulated and
+  slower; training (the fine-tuners) stays fp32 on every CPU. The bf16 choice
+  was measured on every demo task (``docs/performance.md``).
 - ``batch_size="auto"`` starts at 32 images / 64 texts on the CPU and 256 on a
   GPU, and halves on out-of-memory errors (CUDA, MPS and the CPU allocator's),
   down to a floor; past it, a ``MemoryError`` says what to do. Any other error
@@ -12,6 +16,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import platform
+import subprocess
 from collections.abc import Callable
 
 import torch
@@ -19,6 +27,7 @@ import torch
 __all__ = [
     "AutoBatchSize",
     "autocast",
+    "cpu_has_native_bf16",
     "is_oom",
     "resolve_device",
     "resolve_precision",
@@ -63,12 +72,63 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None means fp32).
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as the operating system lists them (lower case)."""
+    if platform.system() == "Linux":
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key.strip() in ("flags", "Features"):  # x86, ARM
+                        return set(value.lower().split())
+        except OSError:
+            return set()
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return set()
+        return {"bf16"} if out == "1" else set()
+    return set()
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 in hardware.
+
+    x86: ``avx512_bf16`` or ``amx_bf16`` (Intel Cooper Lake and Sapphire Rapids
+    on, AMD Zen 4 on); ARM: ``bf16`` (Graviton 3 on, Apple M2 on). Read once per
+    process from ``/proc/cpuinfo`` (Linux) or ``sysctl`` (macOS); anything else
+    says False. ``SKTRANSFER_CPU_BF16=0`` / ``=1`` overrides the answer.
+    :func:`sktransfer.clear_caches` forgets it.
 
     Examples
     --------
-    >>> resolve_precision("auto", torch.device("cpu")) is None
+    >>> isinstance(cpu_has_native_bf16(), bool)
+    True
+    """
+    forced = os.environ.get("SKTRANSFER_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_precision(
+    precision: str, device: torch.device, *, training: bool = False
+) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None means fp32).
+
+    ``"auto"``: bf16 on a GPU that supports it, else fp16; on the CPU, bf16 for
+    inference when :func:`cpu_has_native_bf16`, fp32 otherwise and for training.
+
+    Examples
+    --------
+    >>> resolve_precision("auto", torch.device("cpu"), training=True) is None
     True
     >>> resolve_precision("bf16", torch.device("cpu"))
     torch.bfloat16
@@ -76,6 +136,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and not training and cpu_has_native_bf16():
+            return torch.bfloat16
         return None
     return _DTYPES[precision]
 

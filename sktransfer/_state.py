@@ -8,6 +8,8 @@
   :mod:`sktransfer._cache`, bounded by its ``max_bytes`` (1 GiB).
 - One :class:`~sktransfer.DiskCache` handle per directory named by a string:
   owned by :mod:`sktransfer._cache`.
+- Whether the CPU computes bf16 natively (read once): owned by
+  :func:`sktransfer._runtime.cpu_has_native_bf16`.
 
 Nothing else is kept between calls.
 """
@@ -15,6 +17,7 @@ Nothing else is kept between calls.
 from __future__ import annotations
 
 from sktransfer._cache import clear_store_handles
+from sktransfer._runtime import cpu_has_native_bf16
 from sktransfer.backbones._factory import clear_loaded
 
 __all__ = ["clear_caches"]
@@ -22,8 +25,8 @@ __all__ = ["clear_caches"]
 
 def clear_caches() -> None:
     """Free all process-wide state: loaded backbones (with their device copies,
-    compiled forms and widths), the in-memory embedding cache and the disk-cache
-    handles.
+    compiled forms and widths), the in-memory embedding cache, the disk-cache
+    handles and the remembered CPU bf16 support.
 
     Files of a disk cache are never deleted here (they are yours; use
     :meth:`sktransfer.DiskCache.clear`).
@@ -37,3 +40,4 @@ def clear_caches() -> None:
     """
     clear_loaded()
     clear_store_handles()
+    cpu_has_native_bf16.cache_clear()

@@ -7,8 +7,9 @@ it is complete: the output is always whole, and an interrupted run leaves no
 half-written file under the user's name (the disk cache, if any, keeps the
 finished batches for the next run).
 
-Why these formats: ``.npy`` through :func:`numpy.lib.format.open_memmap` is
-readable by ``np.load(path, mmap_mode="r")`` without loading it; Parquet (via
+Why these formats: ``.npy`` (a header, then the rows appended with plain
+writes, so the output's pages never count against the process as a memory map's
+would) is readable by ``np.load(path, mmap_mode="r")`` without loading it; Parquet (via
 pyarrow, the ``parquet`` extra) is what pandas, Polars, DuckDB and Spark read,
 one row group per chunk, with an id column beside a fixed-size-list vector.
 """
@@ -71,11 +72,10 @@ class EmbeddingWriter:
         self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.partial")
         self.row = 0
         self.shape = (n_rows, width)
-        self.array = self.parquet = None
+        self.file = self.parquet = None
         if self.out.suffix.lower() == ".npy":
-            self.array = np.lib.format.open_memmap(
-                self.tmp, mode="w+", dtype=np.float32, shape=(max(n_rows, 0), width)
-            )
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by finish/abort
+            self._header(self.file, n_rows)
         else:
             try:
                 import pyarrow as pa
@@ -89,9 +89,9 @@ class EmbeddingWriter:
     def write(self, rows: np.ndarray, ids=None) -> None:
         """Append ``rows`` (float32, ``(n, width)``); ``ids`` name them in a
         Parquet file (default: their positions)."""
-        rows = np.asarray(rows, dtype=np.float32)
-        if self.array is not None:
-            self.array[self.row : self.row + len(rows)] = rows
+        rows = np.ascontiguousarray(rows, dtype="<f4")
+        if self.file is not None:
+            self.file.write(rows.tobytes())
         else:
             pa = self.pa
             if ids is None:
@@ -107,9 +107,9 @@ class EmbeddingWriter:
 
     def finish(self) -> None:
         """Complete the file and move it to its name."""
-        if self.array is not None:
-            self.array.flush()
-            self.array = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
             if self.row != self.shape[0]:  # rows were skipped: copy the kept ones
                 self._trim()
         else:
@@ -118,23 +118,42 @@ class EmbeddingWriter:
             self.parquet.close()
         os.replace(self.tmp, self.out)
 
+    def _header(self, f, n_rows: int) -> None:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+            "fortran_order": False,
+            "shape": (n_rows, self.shape[1]),
+        }
+        np.lib.format.write_array_header_1_0(f, header)
+        self.offset = f.tell()
+
     def _trim(self) -> None:
         trimmed = self.tmp.with_name(self.tmp.name + ".trim")
-        dst = np.lib.format.open_memmap(
-            trimmed, mode="w+", dtype=np.float32, shape=(self.row, self.shape[1])
+        if self.row == 0:  # every row was left out
+            with open(trimmed, "wb") as f:
+                self._header(f, 0)
+            os.replace(trimmed, self.tmp)
+            return
+        src = np.memmap(
+            self.tmp,
+            dtype="<f4",
+            mode="r",
+            offset=self.offset,
+            shape=(self.row, self.shape[1]),
         )
-        src = np.load(self.tmp, mmap_mode="r")
-        for lo in range(0, self.row, _COPY_ROWS):
-            hi = min(lo + _COPY_ROWS, self.row)
-            dst[lo:hi] = src[lo:hi]
-        dst.flush()
-        del dst, src
+        with open(trimmed, "wb") as f:
+            self._header(f, self.row)
+            for lo in range(0, self.row, _COPY_ROWS):
+                f.write(np.ascontiguousarray(src[lo : lo + _COPY_ROWS]).tobytes())
+        del src
         os.replace(trimmed, self.tmp)
 
     def abort(self) -> None:
         """Remove the temporary file (nothing under the output's name)."""
         if self.parquet is not None:
             self.parquet.close()
-        self.array = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         self.tmp.unlink(missing_ok=True)
         self.tmp.with_name(self.tmp.name + ".trim").unlink(missing_ok=True)

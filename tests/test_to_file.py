@@ -114,3 +114,9 @@ def test_empty_parquet_output_is_typed(tmp_path):
     w = EmbeddingWriter(tmp_path / "e.parquet", 0, 3)
     w.finish()
     assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
+
+
+def test_every_row_skipped_leaves_an_empty_npy(tmp_path):
+    w = EmbeddingWriter(tmp_path / "e.npy", 5, 3)
+    w.finish()
+    assert np.load(tmp_path / "e.npy").shape == (0, 3)

@@ -39,6 +39,14 @@ class ImagePreprocessing:
         Resampling filter of the resize.
     crop_pct : float
         Fraction of the resized image kept by the centre crop.
+    reduced_decode : bool
+        Decode images much larger than needed at a reduced size: JPEG through
+        Pillow's draft mode (DCT-domain scaling by 1/2, 1/4 or 1/8 to the
+        smallest scale whose shorter side is still at least twice the resize
+        target), other formats through an integer ``reduce`` before the final
+        resize (Pillow's ``reducing_gap``). Close to the full-size path (see
+        ``docs/performance.md``) and several times faster on camera photos;
+        False decodes at full size. Part of the cache key.
     """
 
     size: int = 224
@@ -46,6 +54,7 @@ class ImagePreprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    reduced_decode: bool = True
 
     @property
     def resize_size(self) -> int:
