@@ -88,8 +88,12 @@ class BackboneMixin:
         n_in = self.n_features_in_ if loaded.spec.modality == "tabular" else None
         return loaded.width(getattr(self, "layer", None), self.pooling, n_in)
 
+    def _resolved_device(self) -> torch.device:
+        """The device computations run on (``"auto"`` resolved)."""
+        return resolve_device(self.device)
+
     def _runtime(self, loaded: LoadedBackbone) -> Runtime:
-        device = resolve_device(self.device)
+        device = self._resolved_device()
         pre = loaded.spec.preprocessing
         return Runtime(
             device,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from skorch.dataset import ValidSplit
 from torch import nn
 
 from sktransfer import FineTunedClassifier, FineTunedRegressor
 from sktransfer.finetune import TransferModule
 from sktransfer.finetune._data import head_extractor
+from sktransfer.finetune._probe_start import CS, default_probe
 
 
 @pytest.fixture
@@ -47,8 +46,7 @@ def test_head_starts_as_the_probe(faces, classes):
         weight_decay=0.0,
         random_state=0,
     ).fit(X, y)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    probe.fit(_features(clf, X), y)
+    probe = default_probe(True, y).fit(_features(clf, X), y)
     np.testing.assert_allclose(
         clf.predict_proba(X), probe.predict_proba(_features(clf, X)), atol=1e-4
     )
@@ -66,8 +64,7 @@ def test_random_head_is_not_the_probe(faces):
         head_init="random",
         random_state=0,
     ).fit(X, y)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    probe.fit(_features(clf, X), y)
+    probe = default_probe(True, y).fit(_features(clf, X), y)
     gap = np.abs(clf.predict_proba(X) - probe.predict_proba(_features(clf, X)))
     assert gap.max() > 0.1
 
@@ -84,10 +81,18 @@ def test_regressor_head_starts_as_ridge(faces):
         weight_decay=0.0,
         random_state=0,
     ).fit(X, y)
-    ridge = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(_features(reg, X), y)
+    ridge = default_probe(False, y).fit(_features(reg, X), y)
     np.testing.assert_allclose(
         reg.predict(X), ridge.predict(_features(reg, X)), atol=1e-4
     )
+
+
+def test_default_probe_choices(faces):
+    y = np.array([0, 1] * 10)
+    assert list(default_probe(True, y).param_grid["C"]) == list(CS)  # C by CV
+    small = default_probe(True, np.array([0, 1, 1]))  # too few for 3 folds
+    assert isinstance(small, LogisticRegression) and small.C == 1.0
+    assert hasattr(default_probe(False, y), "alphas")
 
 
 def test_users_linear_estimator_is_the_probe(faces):

@@ -101,7 +101,8 @@ def training_callbacks(net) -> list[tuple[str, Callback]]:
                         monitor=monitor,
                         patience=net.patience,
                         lower_is_better=False,
-                        load_best=True,
+                        # the best epoch (0 included) is restored by ProbeStart
+                        load_best=False,
                     ),
                 )
             )

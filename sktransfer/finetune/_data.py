@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import torch
 from skorch.dataset import Dataset
+from skorch.utils import multi_indexing
 
 from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples
@@ -23,12 +24,19 @@ class SampleDataset(Dataset):
     """
 
     def __init__(self, samples: Samples, y, loaded, max_length: int):
-        super().__init__(np.arange(len(samples)), y)
+        # X is the samples themselves, so skorch's ``data_from_dataset`` (used
+        # by scoring without cached predictions) gets real inputs back;
+        # items are built from their position (see __getitem__)
+        super().__init__(samples.values, y, length=len(samples))
         self.samples = samples
         self.modality = loaded.spec.modality
         self.pre = loaded.spec.preprocessing
         self.tokenizer = loaded.tokenizer
         self.max_length = max_length
+
+    def __getitem__(self, i):
+        yi = None if self.y is None else multi_indexing(self.y, i, self.y_indexing)
+        return self.transform(i, yi)
 
     @functools.cached_property
     def token_ids(self) -> list[list[int]]:
@@ -123,9 +131,9 @@ def _training_precision(net) -> str:
     features match the module's own forward pass (fp32 on every CPU)."""
     import torch
 
-    from sktransfer._runtime import resolve_device, resolve_precision
+    from sktransfer._runtime import resolve_precision
 
-    device = resolve_device(net.get_params(deep=False)["device"])
+    device = net._resolved_device()
     dtype = resolve_precision(net.precision, device, training=True)
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
@@ -145,7 +153,7 @@ def head_extractor(net):
         net.backbone,
         weights=net.weights,
         pooling=net.pooling,
-        device=net.get_params(deep=False)["device"],
+        device=str(net._resolved_device()),
         precision=_training_precision(net),
         max_length=net.max_length,
         normalize=False,

@@ -114,7 +114,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
 
     # --------------------------------------------------------- precision
     def _autocast(self):
-        device = torch.device(self.device)
+        device = self._resolved_device()
         return autocast(
             device, resolve_precision(self.precision, device, training=True)
         )
@@ -165,14 +165,14 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             }
             module = self.initialized_instance(self.module, kwargs)
             apply_strategy(module, self.strategy, self.n_blocks)
-        self.module_ = module.to(self.device)
+        self.module_ = module.to(self._resolved_device())
         return self
 
     def initialize_criterion(self):
         kwargs = {**self._criterion_defaults(), **self.get_params_for("criterion")}
         criterion = self.initialized_instance(self.criterion, kwargs)
         if isinstance(criterion, nn.Module):
-            criterion = criterion.to(self.device)
+            criterion = criterion.to(self._resolved_device())
         self.criterion_ = criterion
         return self
 
@@ -194,7 +194,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if self.weight_decay:
             kwargs.setdefault("weight_decay", self.weight_decay)
         self.optimizer_ = self.optimizer(*args, **kwargs)
-        device = torch.device(self.device)
+        device = self._resolved_device()
         dtype = resolve_precision(self.precision, device, training=True)
         fp16 = dtype == torch.float16
         self.grad_scaler_ = torch.amp.GradScaler(device.type) if fp16 else None
@@ -203,10 +203,14 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if training and self.l2sp and self.strategy != "head":
-            pretrained = self._load_backbone().on_device(torch.device(self.device))
-            inner = self.module_.backbone.sktransfer_inner
+            pretrained = self._load_backbone().on_device(self._resolved_device())
+            inner = self._plain_module().backbone.sktransfer_inner
             loss = loss + self.l2sp * l2sp_penalty(inner, pretrained)
         return loss
+
+    def _plain_module(self) -> nn.Module:
+        """``module_`` without any distributed wrapper (an accelerator's)."""
+        return self.module_
 
     def get_default_callbacks(self):
         callbacks = []

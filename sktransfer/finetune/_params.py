@@ -50,7 +50,7 @@ _COMMON = {
     "scoring": [str, callable],
     "patience": [None, Interval(Integral, 1, None, closed="left")],
     "checkpoint_dir": [None, str, os.PathLike],
-    "device": [str, torch.device],
+    "device": [None, str, torch.device],
     "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
     "max_length": [None, Interval(Integral, 1, None, closed="left")],
     "random_state": [None, Interval(Integral, 0, None, closed="left")],

@@ -6,11 +6,12 @@ large, noisy gradients into the backbone in the first steps and distorts the
 features the probe relies on; fitting the head as a linear probe on the frozen
 features first (LP), then fine-tuning (FT), avoids it. Here:
 
-1. before the first epoch of a fresh ``fit``, a linear model (logistic regression
-   for classes, ridge for targets, or the user's) is fitted on the frozen,
-   cached features of the *training* part of the split, and its weights become the
-   head's (binary logistic regression: rows ``-w/2`` and ``+w/2``, whose softmax
-   is the probe's sigmoid);
+1. before the first epoch of a fresh ``fit``, a linear model (logistic
+   regression for classes, ridge for targets, regularisation chosen by
+   cross-validation; or the user's) is fitted on the frozen, cached features of
+   the *training* part of the split, and its weights become the head's
+   (binary logistic regression: rows ``-w/2`` and ``+w/2``, whose softmax is
+   the probe's sigmoid);
 2. with a validation split, that start is scored as epoch 0
    (``start_scores_``), and the weights of the best epoch, epoch 0 included, are
    restored at the end (``best_epoch_``): the estimator never returns a model
@@ -29,15 +30,15 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.preprocessing import StandardScaler
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import Subset
 
 from sktransfer.finetune._data import SampleDataset, head_extractor
 
-__all__ = ["ProbeStart", "head_layer", "probe_weights"]
+__all__ = ["ProbeStart", "default_probe", "head_layer", "probe_weights"]
 
 
 def head_layer(module: nn.Module) -> nn.Module:
@@ -74,44 +75,69 @@ def frozen_features(net, dataset) -> tuple[np.ndarray, np.ndarray]:
     if net.strategy == "head" and isinstance(getattr(base, "X", None), np.ndarray):
         return base.X[idx], np.asarray(y)[idx]
     feats, ys = [], []
-    backbone = net.module_.backbone
+    device = net._resolved_device()
+    backbone = net._plain_module().backbone
     was_training = backbone.training
     backbone.eval()
     with torch.no_grad(), net._autocast():
         for Xi, yi in net.get_iterator(dataset, training=False):
             if isinstance(Xi, dict):
-                out = backbone(**{k: v.to(net.device) for k, v in Xi.items()})
+                out = backbone(**{k: v.to(device) for k, v in Xi.items()})
             else:
-                out = backbone(Xi.to(net.device))
+                out = backbone(Xi.to(device))
             feats.append(out.float().cpu().numpy())
             ys.append(np.asarray(yi))
     backbone.train(was_training)
     return np.concatenate(feats), np.concatenate(ys)
 
 
+CS = np.logspace(-3, 2, 6)  # the probe's inverse regularisation, chosen by CV
+ALPHAS = np.logspace(-3, 3, 7)  # the ridge probe's, chosen by leave-one-out
+
+
+def default_probe(classifier: bool, y, class_weight=None):
+    """The linear probe ``head_init="probe"`` fits on the frozen features.
+
+    Logistic regression with ``C`` chosen by 3-fold cross-validation (log loss)
+    among ``CS`` (a plain ``C=1`` when a class has fewer than 3 samples), or ridge
+    with ``alpha`` chosen by leave-one-out among ``ALPHAS``. Fitted on the raw
+    features: the head then has the probe's own scale (standardising first
+    would divide the weights by each feature's spread and make them large,
+    which makes every backbone step move the logits much more).
+    """
+    if not classifier:
+        return RidgeCV(alphas=ALPHAS)
+    counts = np.unique(y, return_counts=True)[1]
+    if counts.min() < 3:
+        return LogisticRegression(max_iter=1000, class_weight=class_weight)
+    # a grid search rather than LogisticRegressionCV, whose parameters and
+    # fitted attributes scikit-learn 1.8-1.10 are changing
+    return GridSearchCV(
+        LogisticRegression(max_iter=1000, class_weight=class_weight),
+        {"C": CS},
+        cv=3,
+        scoring="neg_log_loss",
+    )
+
+
 def probe_weights(net, features, y) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fit the linear probe; return the head's ``(weight, bias)`` in the
-    features' own scale, or None when the probe cannot fill the head."""
+    """Fit the linear probe; return the head's ``(weight, bias)``, or None when
+    the probe cannot fill the head."""
     classifier = hasattr(net, "label_encoder_")
+    target = y.ravel() if not classifier and y.ndim == 2 and y.shape[1] == 1 else y
     if net.head_init == "probe":
-        if classifier:
-            class_weight = net.class_weight
-            if isinstance(class_weight, dict):  # keyed by encoded labels here
-                class_weight = {
-                    i: class_weight.get(c, 1.0) for i, c in enumerate(net.classes_)
-                }
-            probe = LogisticRegression(max_iter=1000, class_weight=class_weight)
-        else:
-            probe = Ridge(alpha=1.0)
+        class_weight = getattr(net, "class_weight", None)
+        if isinstance(class_weight, dict):  # keyed by encoded labels here
+            class_weight = {
+                i: class_weight.get(c, 1.0) for i, c in enumerate(net.classes_)
+            }
+        probe = default_probe(classifier, target, class_weight)
     else:
         probe = clone(net.head_init)
-    scaler = StandardScaler().fit(features)
-    target = y.ravel() if not classifier and y.ndim == 2 and y.shape[1] == 1 else y
-    probe.fit(scaler.transform(features), target)
+    probe.fit(features, target)
+    probe = getattr(probe, "best_estimator_", probe)
     coef = np.atleast_2d(np.asarray(probe.coef_, dtype=np.float64))
     intercept = np.atleast_1d(np.asarray(probe.intercept_, dtype=np.float64))
-    coef = coef / scaler.scale_  # undo the scaling: w.x + b on the raw features
-    intercept = intercept - coef @ scaler.mean_
     n_out = net._n_outputs()
     if classifier:
         seen = np.asarray(probe.classes_)
@@ -135,8 +161,11 @@ def _comparable(row: dict, monitor: str):
 class ProbeStart(Callback):
     """LP-FT's linear-probe start, the epoch-0 score and the best epoch kept.
 
-    Active on a fresh ``fit`` only: a ``warm_start`` or ``partial_fit``
-    continuation, or a run resumed from a checkpoint, trains on as skorch does.
+    The probe and epoch 0 belong to a fresh ``fit`` only: a ``warm_start`` or
+    ``partial_fit`` continuation, or a run resumed from a checkpoint, starts
+    from the weights it has. With validation, every ``fit`` ends on its best
+    epoch (this callback is the one owner of that: early stopping does not
+    reload weights itself, so the two never disagree).
 
     Parameters
     ----------
@@ -153,11 +182,13 @@ class ProbeStart(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.pending_ = len(net.history) == 0
         self.best_ = None
+        self.keeping_ = False
+        net.best_epoch_ = None
         if self.pending_:
             net.start_scores_ = None
-            net.best_epoch_ = None
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        self.keeping_ = dataset_valid is not None
         if not self.pending_:
             return
         self.pending_ = False
@@ -169,25 +200,26 @@ class ProbeStart(Callback):
         net.start_scores_ = scores
         key = _comparable(scores, self.monitor)
         if key is not None:
-            self.best_ = (key, 0, copy.deepcopy(net.module_.state_dict()))
+            self.best_ = (key, 0, copy.deepcopy(net._plain_module().state_dict()))
             net.best_epoch_ = 0
 
     def on_epoch_end(self, net, **kwargs):
-        if self.best_ is None:
+        if not self.keeping_:
             return
         row = net.history[-1]
         key = _comparable(row, self.monitor)
-        if key is not None and key > self.best_[0]:
-            self.best_ = (key, row["epoch"], copy.deepcopy(net.module_.state_dict()))
+        if key is not None and (self.best_ is None or key > self.best_[0]):
+            state = copy.deepcopy(net._plain_module().state_dict())
+            self.best_ = (key, row["epoch"], state)
             net.best_epoch_ = row["epoch"]
 
     def on_train_end(self, net, **kwargs):
         if self.best_ is not None:
-            net.module_.load_state_dict(self.best_[2])
+            net._plain_module().load_state_dict(self.best_[2])
             self.best_ = None  # free the copy
 
     def _init_head(self, net, dataset):
-        head = head_layer(net.module_)
+        head = head_layer(net._plain_module())
         why = None
         if not isinstance(head, nn.Linear):
             why = f"the head is a {type(head).__name__}, not an nn.Linear"
@@ -208,18 +240,19 @@ class ProbeStart(Callback):
             head.bias.copy_(torch.as_tensor(weights[1], dtype=head.bias.dtype))
 
     def _score(self, net, dataset) -> dict:
-        """Validation loss and score of the current weights, as skorch records
-        them at the end of an epoch (loss averaged over samples)."""
-        total, count = 0.0, 0
-        for batch in net.get_iterator(dataset, training=False):
-            step = net.validation_step(batch)
-            n = len(batch[1])
-            total += float(step["loss"]) * n
-            count += n
-        scores = {"valid_loss": total / max(count, 1)}
+        """Validation loss and score of the current weights, on the predictions
+        of the whole validation set (gathered from every process under an
+        accelerator, so every rank decides alike)."""
         base, idx = _split_parts(dataset)
+        if getattr(base, "y", None) is None:
+            return {}
+        y = np.asarray(base.y)[idx]
+        device = net._resolved_device()
+        y_pred = net.forward(dataset, training=False, device=device)
+        with torch.no_grad():
+            loss = net.get_loss(y_pred, torch.as_tensor(y).to(device), training=False)
+        scores = {"valid_loss": float(loss)}
         scoring = dict(net.callbacks_).get(self.monitor)
-        if getattr(base, "y", None) is not None and scoring is not None:
-            y = np.asarray(base.y)[idx]
+        if scoring is not None:
             scores[self.monitor] = scoring.scoring(net, dataset, y)
         return scores
