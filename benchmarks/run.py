@@ -21,6 +21,8 @@ BENCHES = [
     "streaming",
     "finetune",
     "ranking",
+    "precision",
+    "dask",
 ]
 
 

@@ -19,12 +19,13 @@ def test_loaders_read_packaged_data():
 
 def test_every_task_has_a_baseline_and_a_backbone():
     tasks = _tasks()
-    for _, _, models in tasks:
+    for _, _, models, backbone in tasks:
+        assert backbone in {"efficientnet_lite0", "all-MiniLM-L6-v2"}
         names = [n for n, _ in models]
         assert "frozen" in names[1] and "frozen" not in names[0]
     finetuned = {
         task: [n for n, _ in models if n.startswith("fine-tuned")]
-        for task, _, models in tasks
+        for task, _, models, _ in tasks
     }
     assert [len(v) for v in finetuned.values()] == [1, 0, 1]  # faces and reviews
 
@@ -39,6 +40,7 @@ def test_demo_without_finetuning_prints_a_row_per_model(monkeypatch):
             "task A",
             lambda: (np.zeros((10, 2)), np.arange(10) % 2),
             [("baseline", DummyClassifier), ("fine-tuned x", DummyClassifier)],
+            None,
         ),
     ]
     monkeypatch.setattr(demo, "_tasks", lambda: tiny)
@@ -61,6 +63,7 @@ def test_demo_cli_writes_json(monkeypatch, tmp_path, capsys):
             "task A",
             lambda: (np.zeros((10, 2)), np.arange(10) % 2),
             [("baseline", DummyClassifier)],
+            None,
         )
     ]
     monkeypatch.setattr(demo, "_tasks", lambda: tiny)
@@ -69,3 +72,24 @@ def test_demo_cli_writes_json(monkeypatch, tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["rows"][0]["model"] == "baseline" and data["machine"]["cores"] >= 1
     assert "task A" in capsys.readouterr().out
+
+
+def test_demo_ranks_the_backbone_before_training(monkeypatch):
+    from sklearn.dummy import DummyClassifier
+
+    import sktransfer._demo as demo
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (20, 16, 16, 3), np.uint8)
+    tiny = [
+        ("task A", lambda: (X, np.arange(20) % 2), [("b", DummyClassifier)], "test-cnn")
+    ]
+    monkeypatch.setattr(demo, "_tasks", lambda: tiny)
+    lines = []
+    rows = demo.run_demo(print_fn=lines.append, finetune=False)
+    ranking = rows[0]
+    assert ranking["model"] == "rank_backbones" and ranking["candidate"] == "test-cnn"
+    assert ranking["verdict"] in {"helps", "does not help", "uncertain"}
+    assert ranking["baseline"] != "test-cnn" and 0 <= ranking["baseline_score"] <= 1
+    assert any("rank_backbones" in line for line in lines)
+    assert rows[1]["model"] == "b"

@@ -8,6 +8,7 @@ releases everything derived from it (:meth:`LoadedBackbone.release`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -74,6 +75,7 @@ def load_backbone(
             _LOADED.move_to_end(key)
             return _LOADED[key]
         loaded = _load(spec, weights, n_features_in, trust_remote_code)
+        _keep_decoding_choice(loaded, spec)
         loaded.model.eval()
         if spec.source != "module":  # never change a user's own module's flags
             loaded.model.requires_grad_(False)
@@ -82,6 +84,18 @@ def load_backbone(
             _, evicted = _LOADED.popitem(last=False)
             evicted.release()
         return loaded
+
+
+def _keep_decoding_choice(loaded: LoadedBackbone, spec) -> None:
+    """Loaders take the preprocessing from the weights' own config (size,
+    interpolation, normalisation); how images are decoded is the spec's choice
+    (``reduced_decode``), so it is carried over."""
+    ours, theirs = spec.preprocessing, loaded.spec.preprocessing
+    choice = getattr(ours, "reduced_decode", None)
+    if choice is not None and getattr(theirs, "reduced_decode", choice) != choice:
+        loaded.spec = loaded.spec.replace(
+            preprocessing=dataclasses.replace(theirs, reduced_decode=choice)
+        )
 
 
 def _load(spec, weights, n_features_in, trust_remote_code) -> LoadedBackbone:
