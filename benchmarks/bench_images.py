@@ -6,7 +6,9 @@
   model object) and vs. embetter's ``ImageLoader | TimmEncoder`` on the same
   architecture (timm ``efficientnet_lite0``; random weights, as embetter would
   download them, which speed does not depend on). Target: extractor / plain loop
-  >= 0.95.
+  >= 0.95. The extractor runs with its defaults (``precision="auto"``: bf16 on a
+  CPU with native bf16), the plain loop in fp32, as one would write it; the
+  fp32-to-fp32 comparison is the photo benchmark's ``sktransfer_fp32`` row.
 - ResNet-18 (random weights, as img2vec would download them): the extractor vs.
   img2vec's ``Img2Vec.get_vec`` on batches of 32 PIL images.
 - channels_last: the model's forward on one uint8 batch of 32, with and without it.

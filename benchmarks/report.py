@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "performance.md"
 START, END = "<!-- results -->", "<!-- /results -->"
@@ -58,7 +60,8 @@ def rows():
         lite = ips["efficientnet_lite0"]
         out += [
             (
-                "images/s from JPEG files, extractor / plain PyTorch loop (Lite0)",
+                "images/s from ~300 px JPEG files, extractor (default precision) / "
+                "plain fp32 PyTorch loop (Lite0)",
                 f"{r['sktransfer_vs_plain_loop']:.2f}x ({lite['sktransfer']:.1f} vs "
                 f"{lite['plain_pytorch_loop']:.1f} img/s)",
                 ">= 0.95x",
@@ -89,14 +92,41 @@ def rows():
     if t:
         r, tps = t["ratios"], t["texts_per_second"]
         m = _machine(t["machine"])
+        cos = t.get("min_cosine_vs_sentence_transformers_fp32", {})
+        precision = t.get("default_precision", "fp32").replace("torch.", "")
         out += [
             (
-                "texts/s, extractor / sentence-transformers `encode` (MiniLM)",
+                "texts/s, extractor (default, "
+                f"{'bf16' if 'bfloat16' in precision else 'fp32'} here) / "
+                "sentence-transformers fp32 `encode` (MiniLM)",
                 f"{r['sktransfer_vs_sentence_transformers']:.2f}x ({tps['sktransfer']:.0f}"
-                f" vs {tps['sentence_transformers_encode']:.0f} texts/s)",
-                ">= 1.0x",
+                f" vs {tps['sentence_transformers_encode']:.0f} texts/s; min cosine "
+                f"{cos.get('sktransfer', float('nan')):.4f})",
+                ">= 1.5x, cosine >= 0.99"
+                if "sktransfer_vs_sentence_transformers_onnx_int8" in r
+                else ">= 1.0x",
                 m,
             ),
+        ]
+        if "sktransfer_vs_sentence_transformers_onnx_int8" in r:
+            out += [
+                (
+                    "extractor (default) / sentence-transformers ONNX int8",
+                    f"{r['sktransfer_vs_sentence_transformers_onnx_int8']:.2f}x "
+                    f"({tps['sentence_transformers_onnx_int8']:.0f} texts/s; its min "
+                    f"cosine {cos['sentence_transformers_onnx_int8']:.4f})",
+                    ">= 1.0x",
+                    m,
+                ),
+                (
+                    "extractor fp32 / sentence-transformers fp32",
+                    f"{r['sktransfer_fp32_vs_sentence_transformers']:.2f}x "
+                    f"({tps['sktransfer_fp32']:.0f} texts/s)",
+                    "",
+                    m,
+                ),
+            ]
+        out += [
             (
                 "extractor / skrub `TextEncoder(n_components=None)`",
                 f"{r['sktransfer_vs_skrub']:.2f}x ({tps['skrub_TextEncoder']:.0f}"
@@ -105,13 +135,50 @@ def rows():
                 m,
             ),
         ]
-    s = _load("streaming")
-    if s:
-        big = s["runs"][-1]
-        small = s["runs"][0]
+    p = _load("photos")
+    if p:
+        r, ips = p["ratios"], p["images_per_second"]
+        close = p["reduced_vs_full_decode"]
+        dec = p["decode_ms_per_file"]
+        m = _machine(p["machine"])
         out += [
             (
-                f"peak memory growth embedding {big['n']:,} files",
+                "12-MP JPEG photos/s, extractor (default) / plain PyTorch loop",
+                f"{r['sktransfer_vs_plain_loop']:.2f}x ({ips['sktransfer_default']:.1f}"
+                f" vs {ips['plain_pytorch_loop']:.1f} img/s)",
+                ">= 3x",
+                m,
+            ),
+            (
+                "same, extractor in fp32 / plain loop",
+                f"{r['sktransfer_fp32_vs_plain_loop']:.2f}x "
+                f"({ips['sktransfer_fp32']:.1f} img/s)",
+                "",
+                m,
+            ),
+            (
+                "same, extractor (default) / embetter `TimmEncoder`",
+                f"{r['sktransfer_vs_embetter']:.2f}x "
+                f"({ips['embetter_TimmEncoder']:.1f} img/s)",
+                "",
+                m,
+            ),
+            (
+                "reduced vs. full-size decoding of 12-MP JPEGs (fp32)",
+                f"{r['reduced_vs_full_decode_fp32']:.2f}x faster; decode "
+                f"{dec['draft']:.0f} vs {dec['full_size']:.0f} ms/file; embeddings "
+                f"min cosine {close['min_cosine']:.4f}",
+                "close to full size",
+                m,
+            ),
+        ]
+    s = _load("streaming")
+    if s:
+        runs = [r for r in s["runs"] if r.get("mode", "transform") == "transform"]
+        big, small = runs[-1], runs[0]
+        out += [
+            (
+                f"peak memory growth, `transform` of {big['n']:,} files",
                 f"{big['growth_MiB']:.0f} MiB (output {big['output_MiB']:.0f} MiB; "
                 f"{small['n']:,} files: {small['growth_MiB']:.0f} MiB; all decoded "
                 f"images would be {big['decoded_input_if_held_MiB']:.0f} MiB)",
@@ -119,6 +186,18 @@ def rows():
                 _machine(s["machine"]),
             ),
         ]
+        files = [r for r in s["runs"] if r.get("mode") == "to_file"]
+        if files:
+            fb, fs = files[-1], files[0]
+            out.append(
+                (
+                    f"peak memory growth, `transform_to_file` of {fb['n']:,} files",
+                    f"{fb['growth_MiB']:.0f} MiB (writes {fb['output_MiB']:.0f} MiB; "
+                    f"{fs['n']:,} files: {fs['growth_MiB']:.0f} MiB)",
+                    "model + a few batches",
+                    _machine(s["machine"]),
+                )
+            )
     f = _load("finetune_overhead")
     if f:
         sec = f["seconds_per_epoch"]
@@ -143,7 +222,106 @@ def rows():
                 _machine(k["machine"]),
             )
         )
+    c = _load("precision")
+    if c:
+        m = _machine(c["machine"])
+        for row in c["rows"]:
+            out.append(
+                (
+                    f"bf16 / fp32 on the CPU, frozen {row['backbone']}, {row['task']}",
+                    f"{row['speedup_bf16']:.2f}x faster; accuracy "
+                    f"{row['accuracy_bf16']:.3f} vs {row['accuracy_fp32']:.3f} "
+                    f"(std {row['std_fp32']:.3f}); min cosine {row['min_cosine']:.4f}",
+                    "accuracy within noise",
+                    m,
+                )
+            )
+    d = _load("dask")
+    if d:
+        sec = d["seconds"]
+        out.append(
+            (
+                "Dask, 2 single-thread workers / in process with 2 threads",
+                f"{d['ratios']['dask_vs_in_process']:.2f}x ({sec['dask_2_workers']:.1f}"
+                f" s / {sec['in_process_2_threads']:.1f} s); scheduler "
+                f"{d['scheduler_overhead_seconds_per_partition'] * 1e3:.1f} ms/partition",
+                "<= 1.2x",
+                _machine(d["machine"]),
+            )
+        )
     return out
+
+
+def throughput_chart(path: Path) -> Path | None:
+    """Bars of images/s and texts/s by method, from the results (matplotlib)."""
+    panels = []
+    p, i, t = _load("photos"), _load("images"), _load("text")
+    if p:
+        ips = p["images_per_second"]
+        panels.append(
+            (
+                "12-MP JPEG photos, EfficientNet-Lite0 (images/s)",
+                {
+                    "sktransfer": ips["sktransfer_default"],
+                    "sktransfer fp32": ips["sktransfer_fp32"],
+                    "sktransfer full decode": ips["sktransfer_full_size_decode_fp32"],
+                    "plain PyTorch loop": ips["plain_pytorch_loop"],
+                    "embetter": ips["embetter_TimmEncoder"],
+                },
+            )
+        )
+    if i:
+        lite = i["images_per_second"]["efficientnet_lite0"]
+        panels.append(
+            (
+                "~300 px JPEGs, EfficientNet-Lite0 (images/s)",
+                {
+                    "sktransfer": lite["sktransfer"],
+                    "plain PyTorch loop": lite["plain_pytorch_loop"],
+                    "embetter": lite["embetter_TimmEncoder"],
+                },
+            )
+        )
+    if t:
+        tps = t["texts_per_second"]
+        labels = {
+            "sktransfer": "sktransfer",
+            "sktransfer_fp32": "sktransfer fp32",
+            "sentence_transformers_encode": "sentence-transformers",
+            "sentence_transformers_onnx_int8": "s-t ONNX int8",
+            "skrub_TextEncoder": "skrub",
+        }
+        panels.append(
+            (
+                "Rotten Tomatoes snippets, MiniLM (texts/s)",
+                {labels[k]: v for k, v in tps.items() if k in labels},
+            )
+        )
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)))
+    for ax, (title, bars) in zip(np.atleast_1d(axes), panels, strict=True):
+        names = list(bars)[::-1]
+        values = [bars[n] for n in names]
+        colours = [
+            "tab:blue" if n.startswith("sktransfer") else "tab:grey" for n in names
+        ]
+        ax.barh(names, values, color=colours)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.0f}" if v >= 10 else f" {v:.1f}", va="center")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlim(0, max(values) * 1.18)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main():
@@ -164,6 +342,9 @@ def main():
         text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
     DOC.write_text(text, encoding="utf-8")
     print(f"wrote {DOC}")
+    chart = throughput_chart(DOC.parent / "img" / "throughput.png")
+    if chart is not None:
+        print(f"wrote {chart}")
 
 
 if __name__ == "__main__":

@@ -100,11 +100,12 @@ def _ranking(X, y, backbone: str) -> dict:
     ranking = rank_backbones(X, y, [backbone], cv=5, verbose=False)
     seconds = time.perf_counter() - start
     table = ranking.table.set_index("candidate")
-    base = table.loc[next(c for c in table.index if c != backbone)]
+    base = table.loc["baseline"]
     row = table.loc[backbone]
+    text = isinstance(X, list) and isinstance(X[0], str)
     return {
         "candidate": backbone,
-        "baseline": base.name,
+        "baseline": "TF-IDF" if text else "pixels 16x16",
         "logme": float(row["logme"]),
         "probe_score": float(row["probe_score"]),
         "baseline_score": float(base["probe_score"]),

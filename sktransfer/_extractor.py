@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from numbers import Integral
 
@@ -331,9 +330,7 @@ class PretrainedFeatureExtractor(
         >>> np.allclose(np.load(out, mmap_mode="r"), ext.transform(texts))
         True
         """
-        from tqdm.auto import tqdm
-
-        from sktransfer._writers import EmbeddingWriter, check_output_path
+        from sktransfer._writers import check_output_path, write_embeddings
 
         self._check_fitted()
         if int(chunk_size) < 1:
@@ -343,29 +340,16 @@ class PretrainedFeatureExtractor(
         if ids is not None and len(ids) != len(samples):
             raise ValueError(f"ids has {len(ids)} entries; X has {len(samples)} rows")
         loaded = self._load_backbone()
-        writer = EmbeddingWriter(out, len(samples), self._n_features_out)
-        errors: dict[int, str] = {}
-        bar = tqdm(
-            total=len(samples), disable=not progress, unit="row", file=sys.stderr
+        return write_embeddings(
+            lambda chunk: self._embed_samples(loaded, chunk),
+            samples,
+            out,
+            self._n_features_out,
+            ids=ids,
+            chunk_size=int(chunk_size),
+            skip_errors=skip_errors,
+            progress=progress,
         )
-        try:
-            for lo in range(0, len(samples), int(chunk_size)):
-                hi = min(lo + int(chunk_size), len(samples))
-                rows, failed = self._embed_samples(loaded, samples.chunk(lo, hi))
-                keep = np.arange(hi - lo)
-                if skip_errors and failed:
-                    keep = np.array([j for j in keep if j not in failed], int)
-                errors.update({lo + j: msg for j, msg in failed.items()})
-                names = [lo + j if ids is None else ids[lo + j] for j in keep]
-                writer.write(rows[keep], names)
-                bar.update(hi - lo)
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            bar.close()
-        return errors
 
     def _embed_samples(self, loaded, samples: Samples):
         """Embeddings of ``samples`` through the cache, and the failed rows."""

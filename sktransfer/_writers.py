@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingWriter", "check_output_path"]
+__all__ = ["EmbeddingWriter", "check_output_path", "write_embeddings"]
 
 _COPY_ROWS = 8192  # rows copied at a time when trimming a .npy
 
@@ -157,3 +157,37 @@ class EmbeddingWriter:
             self.file = None
         self.tmp.unlink(missing_ok=True)
         self.tmp.with_name(self.tmp.name + ".trim").unlink(missing_ok=True)
+
+
+def write_embeddings(
+    embed, samples, out, width: int, *, ids, chunk_size, skip_errors, progress
+) -> dict[int, str]:
+    """Embed ``samples`` chunk by chunk with ``embed(chunk) -> (rows, errors)``
+    and write each chunk to ``out`` before the next; return the failed rows by
+    their position in ``samples``. The body of
+    :meth:`PretrainedFeatureExtractor.transform_to_file`."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    writer = EmbeddingWriter(out, len(samples), width)
+    errors: dict[int, str] = {}
+    bar = tqdm(total=len(samples), disable=not progress, unit="row", file=sys.stderr)
+    try:
+        for lo in range(0, len(samples), chunk_size):
+            hi = min(lo + chunk_size, len(samples))
+            rows, failed = embed(samples.chunk(lo, hi))
+            keep = np.arange(hi - lo)
+            if skip_errors and failed:
+                keep = np.array([j for j in keep if j not in failed], int)
+            errors.update({lo + j: msg for j, msg in failed.items()})
+            names = [lo + j if ids is None else ids[lo + j] for j in keep]
+            writer.write(rows[keep], names)
+            bar.update(hi - lo)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return errors

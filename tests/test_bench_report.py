@@ -53,3 +53,23 @@ def test_committed_results_all_name_their_machine():
     for path in (ROOT / "benchmarks" / "results").glob("*.json"):
         data = json.loads(path.read_text())
         assert {"cpu", "cores", "torch"} <= set(data["machine"]), path.name
+
+
+def test_throughput_chart_draws_one_panel_per_result(tmp_path, monkeypatch):
+    mod = _report(tmp_path, monkeypatch)
+    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.14.1", "torch_threads": 2}
+    tps = {
+        "sktransfer": 600.0,
+        "sktransfer_fp32": 450.0,
+        "sentence_transformers_encode": 330.0,
+        "sentence_transformers_onnx_int8": 620.0,
+        "skrub_TextEncoder": 300.0,
+    }
+    (tmp_path / "results" / "text.json").write_text(
+        json.dumps({"machine": machine, "texts_per_second": tps})
+    )
+    out = mod.throughput_chart(tmp_path / "img" / "chart.png")
+    assert out.exists() and out.stat().st_size > 1000
+    assert mod.throughput_chart.__doc__
+    (tmp_path / "results" / "text.json").unlink()
+    assert mod.throughput_chart(tmp_path / "img" / "none.png") is None

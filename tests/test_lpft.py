@@ -31,21 +31,18 @@ def _features(net, X):
     return head_extractor(net).transform(X)
 
 
+# a learning rate so small that one epoch leaves the head as it started
+FROZEN_START = dict(
+    strategy="head", max_epochs=1, lr=1e-12, valid_size=None, random_state=0
+)
+
+
 @pytest.mark.parametrize("classes", [2, 3])
 def test_head_starts_as_the_probe(faces, classes):
     X, y = faces
     keep = np.isin(y, ["a", "b", "c"][:classes])
     X, y = X[keep], y[keep]
-    # lr so small that one epoch leaves the probe's head as it started
-    clf = FineTunedClassifier(
-        "test-cnn",
-        strategy="head",
-        max_epochs=1,
-        lr=1e-12,
-        valid_size=None,
-        weight_decay=0.0,
-        random_state=0,
-    ).fit(X, y)
+    clf = FineTunedClassifier("test-cnn", weight_decay=0.0, **FROZEN_START).fit(X, y)
     probe = default_probe(True, y).fit(_features(clf, X), y)
     np.testing.assert_allclose(
         clf.predict_proba(X), probe.predict_proba(_features(clf, X)), atol=1e-4
@@ -55,15 +52,8 @@ def test_head_starts_as_the_probe(faces, classes):
 
 def test_random_head_is_not_the_probe(faces):
     X, y = faces
-    clf = FineTunedClassifier(
-        "test-cnn",
-        strategy="head",
-        max_epochs=1,
-        lr=1e-12,
-        valid_size=None,
-        head_init="random",
-        random_state=0,
-    ).fit(X, y)
+    clf = FineTunedClassifier("test-cnn", head_init="random", **FROZEN_START)
+    clf.fit(X, y)
     probe = default_probe(True, y).fit(_features(clf, X), y)
     gap = np.abs(clf.predict_proba(X) - probe.predict_proba(_features(clf, X)))
     assert gap.max() > 0.1
@@ -72,15 +62,7 @@ def test_random_head_is_not_the_probe(faces):
 def test_regressor_head_starts_as_ridge(faces):
     X, _ = faces
     y = X.reshape(len(X), -1).mean(1) / 255
-    reg = FineTunedRegressor(
-        "test-cnn",
-        strategy="head",
-        max_epochs=1,
-        lr=1e-12,
-        valid_size=None,
-        weight_decay=0.0,
-        random_state=0,
-    ).fit(X, y)
+    reg = FineTunedRegressor("test-cnn", weight_decay=0.0, **FROZEN_START).fit(X, y)
     ridge = default_probe(False, y).fit(_features(reg, X), y)
     np.testing.assert_allclose(
         reg.predict(X), ridge.predict(_features(reg, X)), atol=1e-4
@@ -97,14 +79,7 @@ def test_default_probe_choices(faces):
 
 def test_users_linear_estimator_is_the_probe(faces):
     X, y = faces
-    kwargs = dict(
-        strategy="head",
-        max_epochs=1,
-        lr=1e-12,
-        valid_size=None,
-        weight_decay=0.0,
-        random_state=0,
-    )
+    kwargs = dict(weight_decay=0.0, **FROZEN_START)
     weak = FineTunedClassifier(
         "test-cnn", head_init=LogisticRegression(C=1e-4, max_iter=1000), **kwargs
     ).fit(X, y)
