@@ -103,19 +103,14 @@ class _AcceleratedFineTune(AccelerateMixin):
 class AcceleratedFineTunedClassifier(_AcceleratedFineTune, FineTunedClassifier):
     """:class:`~sktransfer.FineTunedClassifier` trained through accelerate.
 
-    Parameters
-    ----------
-    accelerator : accelerate.Accelerator
-        E.g. ``Accelerator(mixed_precision="bf16", gradient_accumulation_steps=4)``.
-    device : None, default=None
-        The accelerator places the tensors.
-    unwrap_after_train : bool, default=True
-        skorch's: unwrap the module after training (picklable, predicts on one
-        process).
-    *args, **kwargs
-        Every parameter of :class:`~sktransfer.FineTunedClassifier`
-        (``precision`` is ignored: use the accelerator's ``mixed_precision``),
-        and skorch's, e.g. ``history=DistributedHistory(...)``.
+    Takes every parameter of :class:`~sktransfer.FineTunedClassifier`
+    (``precision`` is ignored: use the accelerator's ``mixed_precision``) and
+    skorch's (e.g. ``history=DistributedHistory(...)``), plus skorch's
+    ``AccelerateMixin`` ones: ``accelerator`` (required, keyword only; e.g.
+    ``Accelerator(mixed_precision="bf16", gradient_accumulation_steps=4)``),
+    ``device=None`` (the accelerator places the tensors) and
+    ``unwrap_after_train=True`` (unwrap the module after training, so the
+    fitted estimator pickles and predicts in one process).
 
     Examples
     --------
@@ -135,5 +130,7 @@ class AcceleratedFineTunedClassifier(_AcceleratedFineTune, FineTunedClassifier):
 class AcceleratedFineTunedRegressor(_AcceleratedFineTune, FineTunedRegressor):
     """:class:`~sktransfer.FineTunedRegressor` trained through accelerate.
 
-    Parameters as :class:`AcceleratedFineTunedClassifier`.
+    Takes the parameters of :class:`~sktransfer.FineTunedRegressor` plus
+    ``accelerator``, ``device=None`` and ``unwrap_after_train``, as
+    :class:`AcceleratedFineTunedClassifier` does.
     """
