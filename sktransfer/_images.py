@@ -244,7 +244,7 @@ def prepare_image(value: Any, row: str, pre: ImagePreprocessing) -> np.ndarray:
     -------
     ndarray of shape ``(pre.size, pre.size, 3)`` and dtype uint8.
     """
-    reduced = getattr(pre, "reduced_decode", False)
+    reduced = pre.reduced_decode
     image = load_rgb(value, row, pre.resize_size if reduced else None)
     w, h = image.size
     # torchvision's Resize(int) / CenterCrop arithmetic, so pixels match timm's eval

@@ -17,9 +17,11 @@ one row group per chunk, with an id column beside a fixed-size-list vector.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 __all__ = ["EmbeddingWriter", "check_output_path", "write_embeddings"]
 
@@ -166,9 +168,6 @@ def write_embeddings(
     and write each chunk to ``out`` before the next; return the failed rows by
     their position in ``samples``. The body of
     :meth:`PretrainedFeatureExtractor.transform_to_file`."""
-    import sys
-
-    from tqdm.auto import tqdm
 
     writer = EmbeddingWriter(out, len(samples), width)
     errors: dict[int, str] = {}

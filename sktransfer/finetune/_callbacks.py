@@ -1,8 +1,10 @@
 """The training callbacks the fine-tuners add to skorch's defaults.
 
 Validation scoring on the original labels, early stopping, checkpoints (with
-resume) and fp16 loss scaling. All of them are plain skorch callbacks, so they
-compose with the user's ``callbacks=`` (which run after these).
+resume), fp16 loss scaling and LP-FT's probe start / best epoch
+(:class:`~sktransfer.finetune._probe_start.ProbeStart`). All of them are plain
+skorch callbacks, so they compose with the user's ``callbacks=`` (which run
+after these).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from skorch.callbacks import (
     EpochScoring,
     LoadInitState,
 )
+
+from sktransfer.finetune._probe_start import ProbeStart
 
 __all__ = ["GradScaling", "OriginalLabelScorer", "training_callbacks"]
 
@@ -115,4 +119,6 @@ def training_callbacks(net) -> list[tuple[str, Callback]]:
         extra.append(("checkpoint", checkpoint))
         if net.checkpoint_dir != "auto":  # a directory of the user's: resume
             extra.append(("resume", LoadInitState(checkpoint)))
+    # last: after a resumed checkpoint is loaded, and after early stopping
+    extra.append(("probe_start", ProbeStart(f"valid_{name}")))
     return extra

@@ -41,7 +41,6 @@ from sktransfer.finetune._data import (
 from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
-from sktransfer.finetune._probe_start import ProbeStart
 from sktransfer.finetune._regularizers import l2sp_penalty
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
@@ -224,9 +223,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             callbacks.append((name, cb))
         if isinstance(self.strategy, str) and self.strategy == "gradual":
             callbacks += gradual_unfreezers(self._load_backbone().model)
-        callbacks += training_callbacks(self)
-        name = self.scoring if isinstance(self.scoring, str) else "score"
-        return [*callbacks, ("probe_start", ProbeStart(f"valid_{name}"))]
+        return callbacks + training_callbacks(self)
 
     def checkpoint_path(self) -> str:
         """Where the ``Checkpoint`` callback writes (``"auto"``: a fresh

@@ -69,9 +69,8 @@ def frozen_features(net, dataset) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(base, SampleDataset) and y is not None:
         values = base.samples.values
         X = values[idx] if isinstance(values, np.ndarray) else [values[i] for i in idx]
-        if getattr(net, "_probe_extractor_", None) is None:
-            net._probe_extractor_ = head_extractor(net)
-        return net._probe_extractor_.transform(X), np.asarray(y)[idx]
+        # built per fit (not kept): the backbone may have changed since the last
+        return head_extractor(net).transform(X), np.asarray(y)[idx]
     if net.strategy == "head" and isinstance(getattr(base, "X", None), np.ndarray):
         return base.X[idx], np.asarray(y)[idx]
     feats, ys = [], []
