@@ -26,10 +26,12 @@ HEAD_CLASS_WEIGHT = (
 
 
 FLOAT32_BATCH = (
-    "the net computes in float32 and a matrix product's rounding depends on the "
-    "batch's size (one ulp, 2.4e-7 here), while the check compares a subset's "
-    "predictions at rtol=atol=1e-7. The extractor's tests assert batch-size "
-    "invariance at 1e-5."
+    "the net computes in float32 and a matrix product's rounding depends on which "
+    "rows share a batch (a subset or a shuffled order regroups them: a few ulps, "
+    "up to 5.9e-7 relative after the softmax with scikit-learn 1.9.1), while the "
+    "check compares at rtol=1e-7. Order and subset invariance are asserted at "
+    "1e-5 in tests/test_finetune.py::test_predictions_invariant_to_row_order_"
+    "and_subsets."
 )
 
 
@@ -37,6 +39,8 @@ def _expected(estimator):
     expected = {"check_no_attributes_set_in_init": SKORCH_INIT}
     if isinstance(estimator, FineTunedRegressor):
         expected["check_methods_subset_invariance"] = FLOAT32_BATCH
+    else:  # the softmax turns an ulp of the logits into more relative error
+        expected["check_methods_sample_order_invariance"] = FLOAT32_BATCH
     if getattr(estimator, "strategy", None) == "head":
         expected["check_class_weight_classifiers"] = HEAD_CLASS_WEIGHT
     return expected
