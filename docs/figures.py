@@ -1,5 +1,9 @@
 """Draw the figures of the docs from real runs (``python docs/figures.py``).
 
+``python docs/figures.py tables`` only writes the demo table of ``README.md`` and
+``docs/index.md`` (between ``<!-- demo -->`` markers) from
+``benchmarks/results/demo_cpu.json`` (``make demo-full`` writes it).
+
 ``img/learning_curves.png``: EfficientNet-Lite0 (packaged weights) fine-tuned on
 scikit-image's ``lfw_subset`` with a 20 % stratified validation split, F1-macro
 recorded each epoch and early stopping, drawn by ``LearningCurvesDisplay``:
@@ -9,6 +13,8 @@ bottom, a random head (``head_init="random"``), same seed and split.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -17,14 +23,30 @@ import matplotlib
 matplotlib.use("Agg")
 
 from sktransfer import FineTunedClassifier
-from sktransfer._demo import load_lfw
+from sktransfer._demo import load_lfw, markdown_table
 from sktransfer.plotting import LearningCurvesDisplay
 
 HERE = Path(__file__).resolve().parent
+START, END = "<!-- demo -->\n", "<!-- /demo -->"
+
+
+def write_demo_tables() -> None:
+    """The demo table, from the full demo's JSON, into the README and the index."""
+    data = json.loads((HERE.parent / "benchmarks/results/demo_cpu.json").read_text())
+    table = markdown_table(data["rows"])
+    for page in (HERE.parent / "README.md", HERE / "index.md"):
+        text = page.read_text()
+        head, rest = text.split(START, 1)
+        page.write_text(head + START + table + "\n" + END + rest.split(END, 1)[1])
+        print(f"wrote the demo table of {page}")
 
 
 def main():
     import matplotlib.pyplot as plt
+
+    write_demo_tables()
+    if sys.argv[1:] == ["tables"]:
+        return
 
     X, y = load_lfw()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))

@@ -105,7 +105,7 @@ def _named(module: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
-def block_names(model: nn.Module) -> list[str]:
+def block_names(model) -> list[str]:
     """Names of the model's repeated blocks, input to output.
 
     They are what ``layer=<int>`` indexes in the extractor and what the
@@ -113,7 +113,10 @@ def block_names(model: nn.Module) -> list[str]:
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module, str, path or BackboneSpec
+        A module, or a backbone as the extractor's ``backbone=`` takes it
+        (``"efficientnet_lite0"``): then its network is loaded (once per
+        process, as the estimators load it).
 
     Returns
     -------
@@ -126,7 +129,20 @@ def block_names(model: nn.Module) -> list[str]:
     >>> import torchvision
     >>> block_names(torchvision.models.resnet18())
     ['layer1', 'layer2', 'layer3', 'layer4']
+    >>> block_names("efficientnet_lite0")[-2:]
+    ['blocks.5', 'blocks.6']
     """
+    if not isinstance(model, nn.Module):
+        from sktransfer.backbones._factory import load_backbone
+        from sktransfer.backbones._registry import get_backbone_spec
+
+        spec = get_backbone_spec(model)
+        if spec.modality == "tabular":
+            raise ValueError(
+                f"{spec.name} is a tabular backbone whose width comes from the "
+                "data; pass the fitted estimator's network instead."
+            )
+        model = load_backbone(spec).model
     inner = getattr(model, "sktransfer_inner", model)
     prefix = "sktransfer_inner." if inner is not model else ""
     for attr in _BLOCK_CONTAINERS:
