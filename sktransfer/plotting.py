@@ -129,8 +129,10 @@ class LearningCurvesDisplay:
         import matplotlib.pyplot as plt
 
         n_panels = 2 if self.scores else 1
-        if ax is None:
-            fig, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 3.6))
+        if ax is None:  # constrained layout keeps labels and legends on the canvas
+            fig, axes = plt.subplots(
+                1, n_panels, figsize=(5 * n_panels, 3.6), layout="constrained"
+            )
             axes = np.atleast_1d(axes)
         else:
             axes = np.atleast_1d(ax)
@@ -219,20 +221,51 @@ class RankingDisplay:
         ).plot(ax=ax)
 
     def plot(self, ax=None):
-        """Draw horizontal bars (best on top) with the folds' spread."""
+        """Draw horizontal bars (best on top) with the folds' spread.
+
+        The bar colours are the verdicts; the legend (verdicts and the
+        baseline's dashed line) stands to the right of the bars, never over
+        them. A new figure uses constrained layout, so long candidate names
+        stay on the canvas.
+        """
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(self.names)))
+            _, ax = plt.subplots(
+                figsize=(8, 1.2 + 0.45 * len(self.names)), layout="constrained"
+            )
         pos = np.arange(len(self.names))[::-1]
         colours = [_VERDICT_COLOURS.get(v, "tab:blue") for v in self.verdicts]
         ax.barh(pos, self.scores, xerr=self.stds, color=colours, alpha=0.8)
         ax.set_yticks(pos, self.names)
+        handles = [
+            Patch(color=colour, alpha=0.8, label=verdict)
+            for verdict, colour in _VERDICT_COLOURS.items()
+            if verdict in self.verdicts
+        ]
         if self.baseline is not None:
-            ax.axvline(self.baseline, color="black", ls="--", label="baseline")
-            ax.legend(loc="lower right")
+            ax.axvline(self.baseline, color="black", ls="--")
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="black",
+                    ls="--",
+                    label=f"baseline {self.baseline:.3f}",
+                )
+            )
+        ax.legend(
+            handles=handles,
+            title="verdict",
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+        )
         low = np.nanmin(np.r_[self.scores - self.stds, self.baseline or np.inf])
         ax.set_xlim(max(0.0, low - 0.05), None)
         ax.set_xlabel(f"cross-validated probe {self.scoring}")
+        ax.set_ylabel("candidate")
         self.ax_, self.figure_ = ax, ax.figure
         return self

@@ -113,7 +113,7 @@ def test_best_epoch_zero_is_kept_when_training_hurts(faces):
     assert log_loss(y[idx], proba, labels=clf.classes_) == pytest.approx(
         clf.start_scores_["valid_loss"], rel=1e-5
     )
-    assert (clf.predict(X[idx]) == y[idx]).mean() == clf.start_scores_["valid_accuracy"]
+    assert (clf.predict(X[idx]) == y[idx]).mean() == clf.start_scores_["valid_acc"]
 
 
 def test_best_later_epoch_is_kept(faces):
@@ -128,7 +128,7 @@ def test_best_later_epoch_is_kept(faces):
         random_state=0,
     ).fit(X, y)
     rows = [clf.start_scores_, *clf.history]
-    keys = [r["valid_accuracy"] for r in rows]
+    keys = [r["valid_acc"] for r in rows]
     # the first epoch with the highest score (a tie keeps the earlier epoch)
     assert clf.best_epoch_ == int(np.argmax(keys))
     assert clf.best_epoch_ > 0  # a random head's start is beaten
@@ -200,5 +200,5 @@ def test_text_probe_start(texts):
     clf = FineTunedClassifier(
         "test-text", strategy="full", max_epochs=1, valid_size=0.25, random_state=0
     ).fit(X, y)
-    assert set(clf.start_scores_) == {"valid_loss", "valid_accuracy"}
+    assert set(clf.start_scores_) == {"valid_loss", "valid_acc"}
     assert clf.best_epoch_ in (0, 1)

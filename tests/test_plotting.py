@@ -63,3 +63,91 @@ def test_display_without_validation_has_one_panel(rng):
 def test_unfitted_estimator_is_a_clear_error():
     with pytest.raises(ValueError, match="fit it first"):
         LearningCurvesDisplay.from_estimator(FineTunedClassifier("test-cnn"))
+
+
+def _inside_canvas(fig) -> list[str]:
+    """The texts (tick labels, axis labels, titles, legends) that leave the
+    figure, once drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    outside = []
+    for ax in fig.axes:
+        ticks = [
+            tick.label1
+            for axis in (ax.xaxis, ax.yaxis)
+            for tick in axis.get_major_ticks()
+            # matplotlib keeps labels for ticks beyond the view; they are not drawn
+            if min(axis.get_view_interval())
+            <= tick.get_loc()
+            <= max(axis.get_view_interval())
+        ]
+        artists = [
+            *ticks,
+            ax.xaxis.label,
+            ax.yaxis.label,
+            ax.title,
+        ]
+        if ax.get_legend() is not None:
+            artists.append(ax.get_legend())
+        for artist in artists:
+            if hasattr(artist, "get_text") and not artist.get_text():
+                continue
+            box = artist.get_window_extent(renderer)
+            if (
+                box.x0 < -0.5
+                or box.y0 < -0.5
+                or box.x1 > width + 0.5
+                or box.y1 > height + 0.5
+            ):
+                outside.append(getattr(artist, "get_text", lambda: "legend")())
+    return outside
+
+
+def test_ranking_display_keeps_long_names_labels_and_legend_on_the_canvas():
+    import matplotlib.pyplot as plt
+
+    from sktransfer.plotting import RankingDisplay
+
+    names = [
+        "efficientnet_lite0",
+        "('efficientnet_lite0', 'blocks.5')",
+        "timm:convnext_tiny.fb_in22k_ft_in1k",
+    ]
+    disp = RankingDisplay(
+        names,
+        np.array([0.99, 0.95, 0.90]),
+        np.array([0.01, 0.02, 0.04]),
+        ["helps", "uncertain", "does not help"],
+        0.96,
+        "accuracy",
+    ).plot()
+    assert _inside_canvas(disp.figure_) == []
+    ax = disp.ax_
+    assert ax.get_ylabel() == "candidate" and "accuracy" in ax.get_xlabel()
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["helps", "uncertain", "does not help", "baseline 0.960"]
+    # the legend covers no bar
+    renderer = disp.figure_.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    for bar in ax.patches:
+        assert not box.overlaps(bar.get_window_extent(renderer))
+    plt.close(disp.figure_)
+
+
+def test_learning_curves_keep_their_labels_on_the_canvas_one_accuracy_line(rng):
+    import matplotlib.pyplot as plt
+
+    X = rng.integers(0, 255, (24, 32, 32, 3), np.uint8)
+    clf = FineTunedClassifier(
+        "test-cnn", strategy="head", max_epochs=3, valid_size=0.25, random_state=0
+    ).fit(X, [0, 1] * 12)
+    # scoring="accuracy" is skorch's valid_acc: one column, one line
+    assert [k for k in clf.history[-1] if "acc" in k] == ["valid_acc", "valid_acc_best"]
+    d = LearningCurvesDisplay.from_estimator(clf, title="a long title " * 4)
+    assert list(d.scores) == ["valid_acc"]
+    labels = [line.get_label() for line in d.axes_[1].get_lines()]
+    assert [x for x in labels if not x.startswith("_")] == ["valid_acc"]
+    assert _inside_canvas(d.figure_) == []
+    plt.close(d.figure_)

@@ -25,7 +25,13 @@ from skorch.callbacks import (
 
 from sktransfer.finetune._probe_start import ProbeStart
 
-__all__ = ["GradScaling", "OriginalLabelScorer", "training_callbacks"]
+__all__ = [
+    "GradScaling",
+    "OriginalLabelScorer",
+    "has_validation",
+    "monitor_name",
+    "training_callbacks",
+]
 
 
 class OriginalLabelScorer:
@@ -76,17 +82,30 @@ class GradScaling(Callback):
             net.grad_scaler_.update()
 
 
+def monitor_name(net) -> str:
+    """The history key of the validation score: ``valid_<scoring>``, except
+    accuracy, which keeps skorch's own name ``valid_acc`` (one column, and a
+    skorch user's ``EarlyStopping(monitor="valid_acc")`` keeps working)."""
+    if net.scoring == "accuracy":
+        return "valid_acc"
+    return f"valid_{net.scoring if isinstance(net.scoring, str) else 'score'}"
+
+
+def has_validation(net) -> bool:
+    """Whether ``valid_size`` holds out a validation split."""
+    return isinstance(net.valid_size, Real) and net.valid_size > 0
+
+
 def training_callbacks(net) -> list[tuple[str, Callback]]:
     """Validation scoring, early stopping and checkpointing for ``net``.
 
     Built by ``set_params`` too, before ``fit`` checks the parameters, so a bad
     value here leaves its callback out instead of raising.
     """
-    name = net.scoring if isinstance(net.scoring, str) else "score"
+    monitor = monitor_name(net)
     extra: list[tuple[str, Callback]] = [("grad_scaling", GradScaling())]
-    valid = isinstance(net.valid_size, Real) and net.valid_size > 0
+    valid = has_validation(net)
     if valid:
-        monitor = f"valid_{name}"
         extra.append(
             (
                 monitor,
@@ -120,5 +139,5 @@ def training_callbacks(net) -> list[tuple[str, Callback]]:
         if net.checkpoint_dir != "auto":  # a directory of the user's: resume
             extra.append(("resume", LoadInitState(checkpoint)))
     # last: after a resumed checkpoint is loaded, and after early stopping
-    extra.append(("probe_start", ProbeStart(f"valid_{name}")))
+    extra.append(("probe_start", ProbeStart(monitor)))
     return extra

@@ -138,6 +138,17 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         return {"loss": loss, "y_pred": y_pred}
 
     # --------------------------------------------------------- initialisation
+    def initialize(self):
+        """Build the module, criterion and optimizer (skorch's ``initialize``).
+
+        ``fit`` calls it. Called directly on a new estimator, e.g. to
+        ``load_params`` saved by ``save_params``, the head's size comes from
+        ``classes=`` (classifier) or ``module__n_outputs=`` (regressor, default
+        one target).
+        """
+        self._targets_before_fit()
+        return super().initialize()
+
     def initialize_module(self):
         n_out = self._n_outputs()
         if self.strategy == "head":
@@ -213,7 +224,10 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
 
     def get_default_callbacks(self):
         callbacks = []
+        ours = training_callbacks(self)
         for name, cb in super().get_default_callbacks():
+            if name == "valid_acc" and name in dict(ours):
+                continue  # our validation scorer is valid_acc (scoring="accuracy")
             if name == "valid_acc":  # skorch's scores encoded labels; ours decodes
                 cb = EpochScoring(
                     OriginalLabelScorer("accuracy"),
@@ -223,7 +237,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             callbacks.append((name, cb))
         if isinstance(self.strategy, str) and self.strategy == "gradual":
             callbacks += gradual_unfreezers(self._load_backbone().model)
-        return callbacks + training_callbacks(self)
+        return callbacks + ours
 
     def checkpoint_path(self) -> str:
         """Where the ``Checkpoint`` callback writes (``"auto"``: a fresh
