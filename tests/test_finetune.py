@@ -169,11 +169,61 @@ def test_clone_pickle_and_save_params(images, tmp_path):
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-6)
     clf.save_params(f_params=tmp_path / "p.pt")
-    fresh = make(strategy="last_n")
-    fresh.label_encoder_ = clf.label_encoder_
-    fresh.initialize()
+    fresh = make(strategy="last_n", classes=clf.classes_.tolist()).initialize()
     fresh.load_params(f_params=tmp_path / "p.pt")
     np.testing.assert_allclose(fresh.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    assert fresh.predict(X).tolist() == clf.predict(X).tolist()
+
+
+def test_initialize_without_classes_says_what_to_pass():
+    with pytest.raises(AttributeError, match=r"pass classes=\[\.\.\.\]"):
+        make().initialize()
+    with pytest.raises(AttributeError, match="needs the labels"):
+        make(classes=["only"]).initialize()
+
+
+SAVE_PARAMS_CHILD = """
+import sys, numpy as np
+from sktransfer import FineTunedClassifier, FineTunedRegressor
+X = np.load(sys.argv[1])
+clf = FineTunedClassifier("test-cnn", strategy="full", classes=["cat", "dog"],
+                          valid_size=None).initialize()
+clf.load_params(f_params=sys.argv[2], f_history=sys.argv[3])
+reg = FineTunedRegressor("test-cnn", strategy="full", valid_size=None).initialize()
+reg.load_params(f_params=sys.argv[4])
+np.save(sys.argv[5], clf.predict_proba(X))
+np.save(sys.argv[6], reg.predict(X))
+print(len(clf.history), clf.predict(X[:2]).tolist())
+"""
+
+
+def test_save_params_then_initialize_and_load_params_in_a_new_process(images, tmp_path):
+    """skorch's way of saving: a new estimator, initialize() with classes=,
+    load_params; the same predictions in a process that never saw the fit."""
+    import subprocess
+    import sys
+
+    X, y = images
+    clf = make(strategy="full").fit(X, y)
+    reg = FineTunedRegressor(
+        "test-cnn", strategy="full", max_epochs=2, valid_size=None, random_state=0
+    ).fit(X, np.linspace(0, 1, len(X)))
+    clf.save_params(f_params=tmp_path / "c.pt", f_history=tmp_path / "h.json")
+    reg.save_params(f_params=tmp_path / "r.pt")
+    np.save(tmp_path / "X.npy", X)
+    out = subprocess.run(
+        [sys.executable, "-c", SAVE_PARAMS_CHILD, str(tmp_path / "X.npy")]
+        + [str(tmp_path / f) for f in ("c.pt", "h.json", "r.pt", "p.npy", "q.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # float32 in another process (its own torch thread count): ulps, not more
+    np.testing.assert_allclose(
+        np.load(tmp_path / "p.npy"), clf.predict_proba(X), atol=1e-6
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "q.npy"), reg.predict(X), atol=1e-6)
+    assert out.stdout.split()[0] == "2"  # the history came back too
 
 
 def test_augmentation_only_in_training(images):
@@ -372,3 +422,31 @@ def test_predictions_invariant_to_row_order_and_subsets(rng, strategy):
         full = predict(X)
         np.testing.assert_allclose(predict(X[order]), full[order], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(predict(X[7:19]), full[7:19], rtol=1e-5, atol=1e-6)
+
+
+def test_valid_size_as_a_count_and_an_error_that_proposes_a_value_that_works(images):
+    X, y = images  # 24 samples, 2 classes
+    clf = make(valid_size=4, max_epochs=1).fit(X, y)
+    n_valid = clf.history[-1, "valid_batch_count"]
+    assert n_valid == 1  # 4 samples, batch_size 8
+    _, valid = clf.get_split_datasets(X, clf.label_encoder_.transform(y))
+    assert len(valid) == 4 and sorted(np.bincount(valid.dataset.y[valid.indices])) == [
+        2,
+        2,
+    ]
+
+    texts = [f"text {i}" for i in range(16)]
+    labels = np.repeat(np.arange(8), 2)  # 8 classes, 2 samples each
+    small = FineTunedClassifier(
+        "test-text", strategy="full", max_epochs=1, random_state=0
+    )
+    with pytest.raises(
+        ValueError, match=r"leaves 2 for validation.*Pass valid_size=8"
+    ) as e:
+        small.fit(texts, labels)
+    assert "[0.5, 0.5]" in str(e.value)
+    small.set_params(valid_size=8).fit(texts, labels)  # the proposal works
+    assert small.best_epoch_ in (0, 1)
+    with pytest.raises(ValueError, match=r"Pass valid_size=6 .*0\.5, 0\.5"):
+        small.set_params(valid_size=0.3).fit(texts[:12], labels[:12] % 6)
+    small.set_params(valid_size=6).fit(texts[:12], labels[:12] % 6)

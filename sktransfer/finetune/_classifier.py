@@ -95,8 +95,10 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         Image augmentation in training only: ``"auto"``/True is a random resized
         crop (60-100 % of the area) and a horizontal flip; False disables it; an
         ``nn.Module`` taking a uint8 ``(N, C, H, W)`` batch replaces it.
-    valid_size : float or None, default=0.1
-        Fraction held out (stratified) for validation; None trains on
+    valid_size : float, int or None, default=0.1
+        Held out (stratified) for validation: a fraction of the samples, or
+        an int number of samples (as in ``train_test_split``; e.g. the number
+        of classes, one sample each, on small data); None trains on
         everything. With validation, the weights of the best epoch (on
         ``scoring``; on a tie the earlier epoch; epoch 0 is the start) are
         restored at the end of a fresh ``fit``.
@@ -266,6 +268,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     def _prepare_y(self, y, classes, keep: bool):
         y = check_y_missing(y)
         check_classification_targets(y)
+        if classes is None:
+            classes = self.classes  # skorch's parameter: the labels, if known
         if not keep or not hasattr(self, "label_encoder_"):
             self.label_encoder_ = LabelEncoder().fit(
                 y if classes is None else np.asarray(classes)
@@ -286,10 +290,26 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         check_split(self, self._y_encoded_, classes)
         return self._y_encoded_
 
+    def _targets_before_fit(self):
+        """``initialize()`` without ``fit`` (to ``load_params`` into it): the
+        head's size comes from ``classes=``."""
+        if hasattr(self, "label_encoder_"):
+            return
+        if self.classes is None or len(self.classes) < 2:
+            raise AttributeError(
+                f"{type(self).__name__}.initialize() before fit needs the labels to "
+                "size the head: pass classes=[...] (the saved model's classes_, "
+                "e.g. FineTunedClassifier(..., classes=['cat', 'dog'])), then "
+                "initialize() and load_params(f_params=...)."
+            )
+        self.label_encoder_ = LabelEncoder().fit(np.asarray(self.classes))
+
     @property
     def classes_(self):
         if not hasattr(self, "label_encoder_"):
-            raise AttributeError("classes_ is set by fit")
+            raise AttributeError(
+                "classes_ is set by fit (or by initialize() with classes=[...])"
+            )
         return self.label_encoder_.classes_
 
     @classes_.setter

@@ -29,15 +29,17 @@ class DeviceParamMixin:
         self.__dict__["device"] = value
 
     def _resolved_device(self) -> torch.device:
-        """Where the net computes: ``device`` resolved; with ``device=None``
-        (an accelerator places everything) the accelerator's device."""
+        """Where the net computes: ``device`` resolved and checked as the
+        extractor checks it (a clear error when CUDA or MPS is not there); with
+        ``device=None`` (an accelerator places everything) the accelerator's
+        device."""
         raw = self.device
         if raw is None:
             accelerator = getattr(self, "accelerator", None)
             return (
                 accelerator.device if accelerator is not None else torch.device("cpu")
             )
-        return torch.device(raw)
+        return resolve_device(raw)
 
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)

@@ -17,9 +17,12 @@ import copy
 import os
 import tempfile
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit, unpack_data
 from torch import nn
@@ -106,9 +109,19 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if not self.valid_size:  # a user's train_split, or none
             return super().get_split_datasets(X, y, **fit_params)
         dataset = self.get_dataset(X, y)
-        split = ValidSplit(
-            self.valid_size, stratified=self._stratified, random_state=self.random_state
-        )
+        if isinstance(self.valid_size, Integral):  # a count, as train_test_split
+            # (skorch's ValidSplit reads an int as a number of folds)
+            cls = StratifiedShuffleSplit if self._stratified else ShuffleSplit
+            cv = cls(
+                n_splits=1, test_size=self.valid_size, random_state=self.random_state
+            )
+            split = ValidSplit(cv, stratified=self._stratified)
+        else:
+            split = ValidSplit(
+                self.valid_size,
+                stratified=self._stratified,
+                random_state=self.random_state,
+            )
         return split(dataset, y, **fit_params)
 
     # --------------------------------------------------------- precision
@@ -282,6 +295,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         """Check the parameters, ``X`` and ``y``; return the prepared ``y``."""
         name = type(self).__name__
         check_params(self, classifier=self._stratified)
+        self._resolved_device()  # an unavailable device fails here, as in the extractor
         if "sample_weight" in fit_params:
             raise TypeError(
                 f"{name}.fit does not support sample_weight; weight classes with "

@@ -28,7 +28,7 @@ from sktransfer.backbones._spec import BackboneSpec
 from sktransfer.finetune._module import TransferModule
 from sktransfer.finetune._strategies import STRATEGIES
 
-__all__ = ["callbacks_ok", "check_params", "check_split", "constraints"]
+__all__ = ["callbacks_ok", "check_params", "check_split", "constraints", "n_valid"]
 
 
 _COMMON = {
@@ -46,7 +46,11 @@ _COMMON = {
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "augment": ["boolean", StrOptions({"auto"}), nn.Module],
-    "valid_size": [None, Interval(RealNotInt, 0, 1, closed="neither")],
+    "valid_size": [
+        None,
+        Interval(RealNotInt, 0, 1, closed="neither"),
+        Interval(Integral, 1, None, closed="left"),
+    ],
     "scoring": [str, callable],
     "patience": [None, Interval(Integral, 1, None, closed="left")],
     "checkpoint_dir": [None, str, os.PathLike],
@@ -117,11 +121,22 @@ def check_params(net, classifier: bool) -> None:
         )
 
 
+def n_valid(valid_size, n_samples: int) -> int:
+    """How many of ``n_samples`` a ``valid_size`` holds out: an int is a count
+    (as in ``train_test_split``), a fraction is rounded up (as scikit-learn's
+    shuffle splits round it)."""
+    if isinstance(valid_size, Integral):
+        return int(valid_size)
+    return int(np.ceil(valid_size * n_samples))
+
+
 def check_split(net, y_encoded: np.ndarray, classes) -> None:
-    """A stratified validation split needs enough samples of every class."""
+    """A stratified validation split needs enough samples of every class; the
+    error proposes a ``valid_size`` that works (or None)."""
     if not net.valid_size or classes is None:
         return
-    counts = np.bincount(y_encoded, minlength=len(classes))
+    n, k = len(y_encoded), len(classes)
+    counts = np.bincount(y_encoded, minlength=k)
     if counts.min() < 2:
         rare = np.asarray(classes)[counts < 2][:5].tolist()
         raise ValueError(
@@ -129,11 +144,12 @@ def check_split(net, y_encoded: np.ndarray, classes) -> None:
             f"which needs at least 2 samples of every class; class(es) {rare} have "
             "1. Pass valid_size=None to train on every sample, or add samples."
         )
-    n_valid = int(np.ceil(net.valid_size * len(y_encoded)))
-    if n_valid < len(classes) or len(y_encoded) - n_valid < len(classes):
+    held = n_valid(net.valid_size, n)
+    if held < k or n - held < k:  # every class has 2 samples, so n >= 2k
         raise ValueError(
-            f"valid_size={net.valid_size} of {len(y_encoded)} samples leaves "
-            f"{n_valid} for validation and {len(y_encoded) - n_valid} for training, "
-            f"but a stratified split needs at least one per class ({len(classes)} "
-            "classes). Change valid_size, or pass valid_size=None."
+            f"valid_size={net.valid_size} of {n} samples leaves {held} for "
+            f"validation and {n - held} for training, but a stratified split "
+            f"needs at least one per class ({k} classes). Pass valid_size={k} "
+            f"(one sample per class), a fraction in [{k / n:.3g}, "
+            f"{(n - k) / n:.3g}], or valid_size=None to train on every sample."
         )

@@ -103,6 +103,14 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     def _n_outputs(self):
         return self.n_targets_
 
+    def _targets_before_fit(self):
+        """``initialize()`` without ``fit`` (to ``load_params`` into it): one
+        target, unless ``module__n_outputs=`` says how many."""
+        if hasattr(self, "n_targets_"):
+            return
+        self.n_targets_ = int(self.get_params_for("module").get("n_outputs", 1))
+        self._squeeze_y_ = self.n_targets_ == 1
+
     def _criterion_defaults(self) -> dict:
         return {}
 
