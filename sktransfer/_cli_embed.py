@@ -54,12 +54,24 @@ def _batch_size(text: str):
     return value
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as ``--help`` shows it: no reST markup (````x```` is x).
+
+    Examples
+    --------
+    >>> plain_text("``sktransfer embed``: files to ``.npy``")
+    'sktransfer embed: files to .npy'
+    """
+    return doc.replace("``", "").strip()
+
+
 def add_embed_parser(sub) -> None:
     """Add the ``embed`` sub-command to ``sub`` (argparse sub-parsers)."""
     emb = sub.add_parser(
         "embed",
         help="embed image files, folders, text files or a table column",
-        description=__doc__.split("\n\n", 1)[0],
+        description=plain_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     emb.add_argument("backbone", help="e.g. efficientnet_lite0, all-MiniLM-L6-v2")
     emb.add_argument(

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples, check_texts
+from sktransfer._progress import advance
 from sktransfer._runtime import AutoBatchSize, autocast
 from sktransfer._text import pad_tokens, token_ids
 from sktransfer.backbones._loaded import LoadedBackbone
@@ -125,7 +126,7 @@ class Embedder:
             if self.normalize:
                 feats = torch.nn.functional.normalize(feats, dim=1)
             rows = feats.cpu().numpy()
-            self._bar.update(hi - lo)
+            advance(self._bar, hi - lo)
             if done is not None:
                 done(lo, hi, rows)
             return rows
@@ -184,7 +185,7 @@ class Embedder:
         errors: dict[int, str] = {}
         for batch, ok, errs in self._prepared_batches(samples, positions, on_error):
             errors.update(errs)
-            self._bar.update(len(errs))
+            advance(self._bar, len(errs))
             if batch is None:
                 continue
             tensor = torch.from_numpy(batch).permute(0, 3, 1, 2)  # NCHW view of NHWC
@@ -211,7 +212,7 @@ class Embedder:
             if on_error == "raise":
                 raise InputError(msg)
             errors[p] = msg
-        self._bar.update(len(bad))
+        advance(self._bar, len(bad))
         valid = [j for j in range(len(positions)) if j not in bad]
         if not valid:
             return None, errors

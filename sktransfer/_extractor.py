@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from numbers import Integral
 
@@ -104,6 +105,13 @@ class PretrainedFeatureExtractor(
         passed as ``torch.compile``'s keyword arguments (``{"mode":
         "max-autotune"}``...). The compiled network is kept per process, so CV
         folds and grid points compile once. It does not change the cache key.
+    feature_prefix : str or None, default=None
+        How :meth:`get_feature_names_out` names the columns. None: after the
+        backbone and the layer (``efficientnet_lite0_0``...,
+        ``efficientnet_lite0_blocks.4_0``...), so a ``ColumnTransformer`` of two
+        backbones says which column came from which. ``"short"``:
+        scikit-learn's class-name prefix (``pretrainedfeatureextractor0``...).
+        Any other string: that prefix (``"img"`` gives ``img0``...).
 
     Attributes
     ----------
@@ -164,6 +172,7 @@ class PretrainedFeatureExtractor(
         "verbose": ["verbose"],
         "trust_remote_code": ["boolean"],
         "compile": ["boolean", dict],
+        "feature_prefix": [None, str],
     }
 
     def __init__(
@@ -184,6 +193,7 @@ class PretrainedFeatureExtractor(
         verbose=False,
         trust_remote_code=False,
         compile=False,
+        feature_prefix=None,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -200,6 +210,7 @@ class PretrainedFeatureExtractor(
         self.verbose = verbose
         self.trust_remote_code = trust_remote_code
         self.compile = compile
+        self.feature_prefix = feature_prefix
 
     # ------------------------------------------------------------ sklearn API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -386,7 +397,11 @@ class PretrainedFeatureExtractor(
         return out, errors
 
     def get_feature_names_out(self, input_features=None):
-        """Output feature names: ``pretrainedfeatureextractor0``, ...
+        """Output feature names, after the backbone and the layer.
+
+        ``efficientnet_lite0_0``, ``efficientnet_lite0_1``, ...; with
+        ``layer="blocks.4"``, ``efficientnet_lite0_blocks.4_0``, ...; see
+        ``feature_prefix`` for the short or a custom prefix.
 
         Parameters
         ----------
@@ -395,9 +410,28 @@ class PretrainedFeatureExtractor(
         Returns
         -------
         ndarray of str
+
+        Examples
+        --------
+        >>> from sktransfer import PretrainedFeatureExtractor
+        >>> ext = PretrainedFeatureExtractor("test-text").fit(["a"])
+        >>> ext.get_feature_names_out()[:2].tolist()
+        ['test-text_0', 'test-text_1']
+        >>> ext.set_params(feature_prefix="short").get_feature_names_out()[0]
+        'pretrainedfeatureextractor0'
         """
         self._check_fitted()
-        return super().get_feature_names_out(input_features)
+        if self.feature_prefix == "short":
+            return super().get_feature_names_out(input_features)
+        if self.feature_prefix is not None:
+            prefix = self.feature_prefix
+        else:
+            name = re.sub(r"[^\w.\-]+", "_", self.backbone_spec_.name).strip("_")
+            layer = "" if self.layer is None else f"{self.layer}_"
+            prefix = f"{name}_{layer}"
+        return np.asarray(
+            [f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from sktransfer._progress import advance
+
 __all__ = ["EmbeddingWriter", "check_output_path", "write_embeddings"]
 
 _COPY_ROWS = 8192  # rows copied at a time when trimming a .npy
@@ -182,7 +184,7 @@ def write_embeddings(
             errors.update({lo + j: msg for j, msg in failed.items()})
             names = [lo + j if ids is None else ids[lo + j] for j in keep]
             writer.write(rows[keep], names)
-            bar.update(hi - lo)
+            advance(bar, hi - lo)
         writer.finish()
     except BaseException:
         writer.abort()

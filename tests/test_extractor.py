@@ -92,8 +92,14 @@ def test_feature_names_and_pandas_output(image_files):
     X = pd.DataFrame({"photo": image_files[0]})
     ext = clone(CNN).fit(X)
     names = ext.get_feature_names_out()
-    assert names[0] == "pretrainedfeatureextractor0" and len(names) == 32
+    assert names[0] == "test-cnn_0" and names[-1] == "test-cnn_31" and len(names) == 32
     assert list(ext.feature_names_in_) == ["photo"]
+    layered = clone(CNN).set_params(layer="blocks.1").fit(X)
+    assert layered.get_feature_names_out()[0] == "test-cnn_blocks.1_0"
+    short = clone(CNN).set_params(feature_prefix="short").fit(X)
+    assert short.get_feature_names_out()[0] == "pretrainedfeatureextractor0"
+    custom = clone(CNN).set_params(feature_prefix="img").fit(X)
+    assert custom.get_feature_names_out()[0] == "img0"
     out = ext.set_output(transform="pandas").transform(X)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(names)
     assert out.dtypes.iloc[0] == np.float32

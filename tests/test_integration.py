@@ -80,7 +80,8 @@ def test_column_transformer_image_text_numeric(image_files, texts):
     model = make_pipeline(ct, LogisticRegression(max_iter=1000)).fit(df, y)
     assert model[0].transform(df).shape == (len(df), 32 + 32 + 2)
     names = model[0].get_feature_names_out()
-    assert names[0] == "img__pretrainedfeatureextractor0" and names[-1] == "num__stars"
+    assert names[0] == "img__test-cnn_0" and names[32] == "txt__test-text_0"
+    assert names[-1] == "num__stars"
     assert model.score(df, y) > 0.5
     # a list-of-one-column selection passes a DataFrame: also fine
     ct2 = ColumnTransformer(

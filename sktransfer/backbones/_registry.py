@@ -139,8 +139,9 @@ def _unknown(name: str) -> None:
         else ""
     )
     raise BackboneNotFoundError(
-        f"Unknown backbone {name!r}.{hint} Use sktransfer.list_backbones() to see the "
-        "registered names, 'torchvision:<name>', 'timm:<name>' or 'hf:<hub id or "
+        f"Unknown backbone {name!r}.{hint} List the registered names with "
+        "sktransfer.list_backbones() in Python or `sktransfer backbones` in a "
+        "shell; use 'torchvision:<name>', 'timm:<name>' or 'hf:<hub id or "
         "folder>' for any model of those libraries, or pass an nn.Module."
     )
 
