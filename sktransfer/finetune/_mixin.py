@@ -16,7 +16,6 @@ import contextlib
 import copy
 import os
 import tempfile
-
 from numbers import Integral
 
 import numpy as np
