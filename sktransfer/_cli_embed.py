@@ -11,6 +11,10 @@
   (NaN rows, or no rows) and write the failures beside the output.
 - ``--cache DIR``: a disk cache written batch by batch, so an interrupted run
   resumes where it stopped.
+- Text files: one text per line, lines ended by a newline only (as wc -l
+  counts them; a Windows \\r\\n ends a line too; a last line without a
+  newline is a row too, and the command says so); ``--encoding`` for files and
+  CSV tables that are not UTF-8.
 - Every user error is one line on stderr and exit code 2.
 """
 
@@ -108,6 +112,11 @@ def add_embed_parser(sub) -> None:
     emb.add_argument("--pooling", default="auto")
     emb.add_argument("--no-progress", action="store_true", help="no progress bar")
     emb.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="encoding of text files and CSV tables (default: utf-8; e.g. latin-1)",
+    )
+    emb.add_argument(
         "--text",
         action="store_true",
         help="(kept for compatibility: text backbones read text files anyway)",
@@ -115,7 +124,38 @@ def add_embed_parser(sub) -> None:
 
 
 # ---------------------------------------------------------------- inputs
-def _read_table(path: Path, column: str, id_column: str | None):
+def split_lines(text: str) -> list[str]:
+    """The rows of a text file: one per line, as ``wc -l`` counts lines.
+
+    Only ``"\\n"`` ends a line (``str.splitlines`` also breaks on ``\\x0b``,
+    ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``, U+2028 and U+2029, which
+    would shift every row after them against the file and a labels file beside
+    it). A ``"\\r"`` before the ``"\\n"`` (Windows line ends) is not part of the
+    text. A last line without a final newline is a row too (``wc -l`` does not
+    count it; the command says so).
+
+    Examples
+    --------
+    >>> split_lines("a\\r\\nb\\u2028c\\n\\nd")
+    ['a', 'b\\u2028c', '', 'd']
+    >>> split_lines("")
+    []
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _decode_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> UserError:
+    return UserError(
+        f"cannot read {path} as {encoding} text ({exc.reason} at byte "
+        f"{exc.start}: {exc.object[exc.start : exc.start + 1]!r}); pass its "
+        "encoding, e.g. --encoding latin-1 (or cp1252)"
+    )
+
+
+def _read_table(path: Path, column: str, id_column: str | None, encoding: str):
     try:
         import pandas as pd
     except ImportError as exc:  # pragma: no cover - pandas ships with the extras
@@ -124,9 +164,11 @@ def _read_table(path: Path, column: str, id_column: str | None):
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path)
+            table = pd.read_csv(path, encoding=encoding)
     except ImportError as exc:
         raise UserError(f"reading {path} needs pyarrow: pip install pyarrow") from exc
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc) from exc
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the table {path}: {exc}") from exc
     for name in (column, id_column):
@@ -149,7 +191,7 @@ def _collect(args, modality: str) -> tuple[list, list[str]]:
         table = paths[0]
         if not table.is_file():
             raise UserError(f"the table {table} does not exist")
-        values, ids = _read_table(table, args.column, args.id_column)
+        values, ids = _read_table(table, args.column, args.id_column, args.encoding)
         if modality == "image":  # relative paths are relative to the table
             values = [
                 str(table.parent / v) if isinstance(v, str) and v else v for v in values
@@ -166,9 +208,18 @@ def _collect(args, modality: str) -> tuple[list, list[str]]:
             if p.is_dir():
                 raise UserError(f"{p} is a folder; a text backbone reads text files")
             try:
-                lines = p.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UserError(f"cannot read {p} as UTF-8 text: {exc}") from exc
+                raw = p.read_bytes().decode(args.encoding)
+            except UnicodeDecodeError as exc:
+                raise _decode_error(p, args.encoding, exc) from exc
+            except OSError as exc:
+                raise UserError(f"cannot read {p}: {exc}") from exc
+            lines = split_lines(raw)
+            if raw and not raw.endswith("\n"):
+                print(
+                    f"note: the last line of {p} has no final newline; it is row "
+                    f"{len(lines)} of that file (wc -l counts {len(lines) - 1})",
+                    file=sys.stderr,
+                )
             texts += lines
             ids += [f"{p}:{i + 1}" for i in range(len(lines))]
         return texts, ids

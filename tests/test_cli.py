@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from sktransfer import PretrainedFeatureExtractor
@@ -231,3 +233,78 @@ def test_user_errors_are_one_line_with_exit_code_2(tree, args, message):
     assert "Traceback" not in r.stderr
     assert any(__import__("re").search(message, line) for line in lines[-1:]), r.stderr
     assert not list(tree.glob("x.*")) and not list(tree.glob(".x.*"))
+
+
+SEPARATORS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_text_file_rows_are_its_newline_lines(tmp_path):
+    """A 5-line file (wc -l) with every character str.splitlines also breaks
+    on gives 5 rows, in order; \\r\\n ends a line; the ids are file:line."""
+    lines = [f"line {i} {SEPARATORS[i]}middle{SEPARATORS[-1 - i]}" for i in range(5)]
+    path = tmp_path / "t.txt"
+    path.write_bytes(
+        ("\r\n".join(lines[:2]) + "\n" + "\n".join(lines[2:]) + "\n").encode()
+    )
+    wc = subprocess.run(["wc", "-l", str(path)], capture_output=True, text=True)
+    assert int(wc.stdout.split()[0]) == 5
+    out = tmp_path / "o.parquet"
+    res = run(
+        "embed", "test-text", str(path), "-o", str(out), "--no-progress", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    table = pd.read_parquet(out)
+    assert table["id"].tolist() == [f"{path}:{i}" for i in range(1, 6)]
+    ext = PretrainedFeatureExtractor("test-text").fit(lines)
+    np.testing.assert_allclose(
+        np.stack(table["embedding"]), ext.transform(lines), atol=1e-6
+    )
+
+
+def test_text_file_without_final_newline_says_so(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("a\nb\nc")  # wc -l: 2
+    out = tmp_path / "o.npy"
+    res = run(
+        "embed", "test-text", str(path), "-o", str(out), "--no-progress", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert np.load(out).shape[0] == 3
+    assert (
+        "no final newline; it is row 3" in res.stderr and "wc -l counts 2" in res.stderr
+    )
+
+
+def test_latin1_files_get_a_hint_and_read_with_encoding(tmp_path):
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_bytes("text\ncaf\xe9 cr\xe8me\nna\xefve\n".encode("latin-1"))
+    txt_path = tmp_path / "t.txt"
+    txt_path.write_bytes("caf\xe9\n".encode("latin-1"))
+    for k, inputs in enumerate(([str(csv_path), "--column", "text"], [str(txt_path)])):
+        out = tmp_path / f"o{k}.npy"
+        res = run("embed", "test-text", *inputs, "-o", str(out), cwd=tmp_path)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+        assert "--encoding latin-1" in res.stderr and "byte" in res.stderr
+        res = run(
+            "embed",
+            "test-text",
+            *inputs,
+            "-o",
+            str(out),
+            "--encoding",
+            "latin-1",
+            "--force",
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n")), max_size=8))
+def test_split_lines_round_trips_any_text_without_newlines(lines):
+    from sktransfer._cli_embed import split_lines
+
+    lines = [line.rstrip("\r") for line in lines]  # a final \r belongs to \r\n
+    text = "".join(line + "\n" for line in lines)
+    assert split_lines(text) == lines
+    assert split_lines(text.replace("\n", "\r\n")) == lines
