@@ -135,9 +135,14 @@ def test_get_params_lists_parameters_only(images):
         ),
         ({"max_epochs": -1}, ValueError, "'max_epochs' parameter .* Got -1 instead"),
         (
-            {"valid_size": 5},
+            {"valid_size": 1.5},
             ValueError,
-            r"The 'valid_size' parameter of FineTunedClassifier must be None or a float in the range \(0.0, 1.0\). Got 5 instead.",
+            r"The 'valid_size' parameter of FineTunedClassifier must be None, a float in the range \(0.0, 1.0\) or an int in the range \[1, inf\). Got 1.5 instead.",
+        ),
+        (
+            {"valid_size": 100},
+            ValueError,
+            r"valid_size=100 holds out 100 samples, but there are 24, .* Pass valid_size=2 \(one sample per class\)",
         ),
         ({"lr": 0}, ValueError, "'lr' parameter"),
         ({"dropout": 1.5}, ValueError, "'dropout' parameter"),

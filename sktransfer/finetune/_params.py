@@ -146,9 +146,14 @@ def check_split(net, y_encoded: np.ndarray, classes) -> None:
         )
     held = n_valid(net.valid_size, n)
     if held < k or n - held < k:  # every class has 2 samples, so n >= 2k
+        leaves = (
+            f"holds out {held} samples, but there are {n}"
+            if held >= n
+            else f"of {n} samples leaves {held} for validation and {n - held} for "
+            "training"
+        )
         raise ValueError(
-            f"valid_size={net.valid_size} of {n} samples leaves {held} for "
-            f"validation and {n - held} for training, but a stratified split "
+            f"valid_size={net.valid_size} {leaves}, but a stratified split "
             f"needs at least one per class ({k} classes). Pass valid_size={k} "
             f"(one sample per class), a fraction in [{k / n:.3g}, "
             f"{(n - k) / n:.3g}], or valid_size=None to train on every sample."
