@@ -249,6 +249,21 @@ def rows():
                 _machine(d["machine"]),
             )
         )
+    n = _load("finite_check")
+    if n:
+        for name in ("efficientnet_lite0", "all-MiniLM-L6-v2"):
+            r = n[name]
+            out.append(
+                (
+                    f"NaN/inf check of every embedding batch, {name}",
+                    f"{r['check_fraction'] * 100:.2f} % of a pass "
+                    f"({r['check_seconds'] * 1e3:.1f} ms of {r['pass_seconds']:.1f} s); "
+                    f"whole pass with / without {r['ratio_with_to_without']:.3f}x "
+                    "(noise)",
+                    "<= 2 %",
+                    _machine(n["machine"]),
+                )
+            )
     return out
 
 

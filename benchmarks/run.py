@@ -23,6 +23,7 @@ BENCHES = [
     "ranking",
     "precision",
     "dask",
+    "finite",
 ]
 
 

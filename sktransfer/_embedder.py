@@ -98,6 +98,7 @@ class Embedder:
         it finished.
         """
         modality = self.loaded.spec.modality
+        self._samples, self._on_error, self._nonfinite = samples, on_error, {}
         with tqdm(
             total=len(positions),
             disable=not self.verbose,
@@ -106,14 +107,44 @@ class Embedder:
         ) as bar:
             self._bar = bar
             if modality == "image":
-                return self._embed_images(samples, positions, on_error, on_batch)
-            if modality == "text":
-                return self._embed_texts(samples, positions, on_error, on_batch)
-            return self._embed_rows(samples, positions, on_batch)
+                out, errors = self._embed_images(samples, positions, on_error, on_batch)
+            elif modality == "text":
+                out, errors = self._embed_texts(samples, positions, on_error, on_batch)
+            else:
+                out, errors = self._embed_rows(samples, positions, on_batch)
+        errors.update(self._nonfinite)
+        return out, errors
+
+    def _check_finite(self, rows: np.ndarray, lo: int, where) -> np.ndarray:
+        """Which rows of a forward batch are finite. NaN or inf rows (weights
+        with NaN, an overflow in low precision) are an error naming their rows
+        under ``on_error="raise"``, else reported failures; they are never
+        cached. ``where(i)`` maps the forward index ``lo + j`` to the sample
+        positions it stands for."""
+        finite = np.isfinite(rows).all(axis=1)
+        if finite.all():
+            return finite
+        positions = [p for j in np.flatnonzero(~finite) for p in where(lo + int(j))]
+        names = ", ".join(self._samples.row(p) for p in positions[:5])
+        more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+        why = (
+            "the network's output is NaN or inf (weights with NaN/inf, or an "
+            f"overflow in {str(self.dtype or 'float32').replace('torch.', '')}: "
+            "try precision='fp32')"
+        )
+        if self._on_error == "raise":
+            raise InputError(f"{names}{more}: {why}.")
+        for p in positions:
+            self._nonfinite[p] = f"{self._samples.row(p)}: {why}"
+        return finite
 
     # ------------------------------------------------------------ forward
-    def _forward(self, make_batch, n: int, done: Callable | None = None) -> np.ndarray:
-        """Forward ``make_batch(lo, hi)`` over ``range(n)`` with OOM back-off."""
+    def _forward(
+        self, make_batch, n: int, where, done: Callable | None = None
+    ) -> np.ndarray:
+        """Forward ``make_batch(lo, hi)`` over ``range(n)`` with OOM back-off;
+        ``done(lo, hi, rows, finite)`` after each batch (see
+        :meth:`_check_finite` for ``where``)."""
 
         def run(lo: int, hi: int) -> np.ndarray:
             batch = make_batch(lo, hi)
@@ -126,9 +157,10 @@ class Embedder:
             if self.normalize:
                 feats = torch.nn.functional.normalize(feats, dim=1)
             rows = feats.cpu().numpy()
+            finite = self._check_finite(rows, lo, where)
             advance(self._bar, hi - lo)
             if done is not None:
-                done(lo, hi, rows)
+                done(lo, hi, rows, finite)
             return rows
 
         return np.concatenate(self.sizer.map(run, n), axis=0)
@@ -190,11 +222,15 @@ class Embedder:
                 continue
             tensor = torch.from_numpy(batch).permute(0, 3, 1, 2)  # NCHW view of NHWC
 
-            def done(lo, hi, rows, ok=ok):
-                on_batch([positions[j] for j in ok[lo:hi]], rows)
+            def done(lo, hi, rows, finite, ok=ok):
+                keep = np.flatnonzero(finite)
+                on_batch([positions[ok[lo + j]] for j in keep], rows[keep])
 
             feats = self._forward(
-                lambda lo, hi, t=tensor: self._to_device(t[lo:hi]), len(ok), done
+                lambda lo, hi, t=tensor: self._to_device(t[lo:hi]),
+                len(ok),
+                lambda i, ok=ok: [positions[ok[i]]],
+                done,
             )
             if out is None:
                 out = np.full((len(positions), feats.shape[1]), np.nan, np.float32)
@@ -233,15 +269,18 @@ class Embedder:
             batch = pad_tokens([ids[k] for k in order[lo:hi]], tok.pad_token_id)
             return {k: self._to_device(v) for k, v in batch.items()}
 
-        def done(lo, hi, rows):
+        def done(lo, hi, rows, finite):
             done_positions, done_rows = [], []
             for r, k in enumerate(order[lo:hi]):
-                done_positions += members[k]
-                done_rows += [r] * len(members[k])
+                if finite[r]:
+                    done_positions += members[k]
+                    done_rows += [r] * len(members[k])
             on_batch(done_positions, rows[done_rows])
 
         self._bar.total = len(bad) + len(texts)
-        feats_sorted = self._forward(make_batch, len(texts), done)
+        feats_sorted = self._forward(
+            make_batch, len(texts), lambda i: members[order[i]], done
+        )
         feats = np.empty_like(feats_sorted)
         feats[order] = feats_sorted
         out = np.full((len(positions), feats.shape[1]), np.nan, np.float32)
@@ -254,8 +293,14 @@ class Embedder:
         X = np.asarray(samples.values, dtype=np.float32)[positions]
         tensor = torch.from_numpy(X)
 
-        def done(lo, hi, rows):
-            on_batch(positions[lo:hi], rows)
+        def done(lo, hi, rows, finite):
+            keep = np.flatnonzero(finite)
+            on_batch([positions[lo + j] for j in keep], rows[keep])
 
-        out = self._forward(lambda lo, hi: self._to_device(tensor[lo:hi]), len(X), done)
+        out = self._forward(
+            lambda lo, hi: self._to_device(tensor[lo:hi]),
+            len(X),
+            lambda i: [positions[i]],
+            done,
+        )
         return out, {}

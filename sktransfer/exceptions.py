@@ -11,6 +11,7 @@ __all__ = [
     "CacheWarning",
     "InputError",
     "InputWarning",
+    "InvalidWeightsError",
     "NegativeTransferWarning",
     "WeightsNotFoundError",
 ]
@@ -22,6 +23,11 @@ class BackboneNotFoundError(ValueError):
 
 class WeightsNotFoundError(FileNotFoundError):
     """No source could provide the weights; the message lists what was tried."""
+
+
+class InvalidWeightsError(ValueError):
+    """Weights that do not fit the network: missing or unexpected tensors, a
+    wrong dtype or shape, NaN or inf values; the message lists them."""
 
 
 class InputError(ValueError):

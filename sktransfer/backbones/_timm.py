@@ -15,6 +15,7 @@ from sktransfer.backbones._weights import (
     file_identity,
     is_random,
     load_state_dict,
+    load_weights,
     seeded_init,
     weights_path,
 )
@@ -82,7 +83,7 @@ def load_timm(spec: BackboneSpec, weights=None) -> LoadedBackbone:
     if is_random(weights):
         weights_id = RANDOM_ID
     elif path is not None:
-        model.load_state_dict(load_state_dict(path))
+        load_weights(model, load_state_dict(path), repr(str(path)))
         weights_id = file_identity(path)
     else:
         attempts = Attempts(spec.name)
@@ -92,7 +93,7 @@ def load_timm(spec: BackboneSpec, weights=None) -> LoadedBackbone:
             hub_id, ("model.safetensors", "pytorch_model.bin")
         )
         if cached:
-            model.load_state_dict(load_state_dict(cached))
+            load_weights(model, load_state_dict(cached), repr(str(cached)))
             weights_id = file_identity(cached)
         else:
             attempts.add("Hugging Face cache", f"{hub_id or arch!r} not cached")

@@ -19,6 +19,7 @@ from sktransfer.backbones._weights import (
     file_identity,
     is_random,
     load_state_dict,
+    load_weights,
     seeded_init,
     weights_path,
 )
@@ -101,7 +102,7 @@ def load_torchvision(spec: BackboneSpec, weights=None) -> LoadedBackbone:
     if is_random(weights):
         weights_id = RANDOM_ID
     elif path is not None:
-        model.load_state_dict(load_state_dict(path))
+        load_weights(model, load_state_dict(path), repr(str(path)))
         weights_id = file_identity(path)
     else:
         attempts.add("weights=", "not given")
@@ -109,7 +110,7 @@ def load_torchvision(spec: BackboneSpec, weights=None) -> LoadedBackbone:
             torch.hub.get_dir(), "checkpoints", os.path.basename(w.url)
         )
         if os.path.isfile(cached):
-            model.load_state_dict(load_state_dict(cached))
+            load_weights(model, load_state_dict(cached), repr(str(cached)))
             weights_id = file_identity(cached)
         else:
             attempts.add("torch hub cache", f"{cached} not found")
@@ -118,7 +119,7 @@ def load_torchvision(spec: BackboneSpec, weights=None) -> LoadedBackbone:
                 f"Pass weights='/path/to/{os.path.basename(w.url)}', or put that file "
                 f"in {os.path.dirname(cached)}, or allow downloads.",
             )
-            model.load_state_dict(state)
+            load_weights(model, state, f"torchvision's {w.url}")
             weights_id = f"torchvision:{w.url}"
     strip_classifier(model)
     return LoadedBackbone(spec.replace(preprocessing=pre), model, None, weights_id)
