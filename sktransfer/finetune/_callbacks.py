@@ -26,6 +26,7 @@ from skorch.callbacks import (
 from sktransfer.finetune._probe_start import ProbeStart
 
 __all__ = [
+    "FiniteLoss",
     "GradScaling",
     "OriginalLabelScorer",
     "has_validation",
@@ -50,6 +51,8 @@ class OriginalLabelScorer:
         y = np.asarray(y)
         if hasattr(net, "label_encoder_"):
             y = net.classes_[y.astype(int)]
+        elif hasattr(net, "_original_y"):  # the regressor's standardised targets
+            y = net._original_y(y)
         scorer = get_scorer(self.scoring) if isinstance(self.scoring, str) else None
         return (scorer or self.scoring)(net, X, y)
 
@@ -82,6 +85,30 @@ class GradScaling(Callback):
             net.grad_scaler_.update()
 
 
+class FiniteLoss(Callback):
+    """Stop a fit whose training loss became NaN or inf, saying what to try.
+
+    skorch would go on training a network whose weights are then NaN, and
+    every prediction after it. The loss is read where skorch already reads it
+    (it logs every batch's loss), so the check adds no device sync.
+    """
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        if not training or loss is None:
+            return
+        value = float(loss.item()) if hasattr(loss, "item") else float(loss)
+        if np.isfinite(value):
+            return
+        epoch = len(net.history)
+        lr = getattr(net, "lr", None)
+        raise FloatingPointError(
+            f"{type(net).__name__}: the training loss became {value} in epoch "
+            f"{epoch}. Try a smaller lr (now {lr}), precision='fp32', gradient "
+            "clipping (callbacks=[GradientNormClipping(1.0)] from "
+            "skorch.callbacks), and check X and y for extreme values."
+        )
+
+
 def monitor_name(net) -> str:
     """The history key of the validation score: ``valid_<scoring>``, except
     accuracy, which keeps skorch's own name ``valid_acc`` (one column, and a
@@ -103,7 +130,10 @@ def training_callbacks(net) -> list[tuple[str, Callback]]:
     value here leaves its callback out instead of raising.
     """
     monitor = monitor_name(net)
-    extra: list[tuple[str, Callback]] = [("grad_scaling", GradScaling())]
+    extra: list[tuple[str, Callback]] = [
+        ("grad_scaling", GradScaling()),
+        ("finite_loss", FiniteLoss()),
+    ]
     valid = has_validation(net)
     if valid:
         extra.append(

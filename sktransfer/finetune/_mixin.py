@@ -187,6 +187,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             }
             module = self.initialized_instance(self.module, kwargs)
             apply_strategy(module, self.strategy, self.n_blocks)
+        if hasattr(self, "_attach_target_scaling"):  # the regressor's
+            self._attach_target_scaling(module)
         self.module_ = module.to(self._resolved_device())
         return self
 

@@ -12,7 +12,27 @@ from sktransfer.finetune._classifier import check_y_missing
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
 
-__all__ = ["FineTunedRegressor"]
+__all__ = ["FineTunedRegressor", "target_scaling"]
+
+
+def target_scaling(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread of each column of a finite float64 ``y``, computed on
+    ``y / max|y|`` so that squares never overflow (``y`` of 1e300 included); a
+    constant column gets spread 1.
+
+    Examples
+    --------
+    >>> mean, scale = target_scaling(np.array([[1e300], [3e300]]))
+    >>> (mean / 1e300).round(6).tolist(), (scale / 1e300).round(6).tolist()
+    ([2.0], [1.0])
+    """
+    peak = np.abs(y).max(axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    unit = y / peak
+    mean = unit.mean(axis=0) * peak
+    scale = unit.std(axis=0) * peak
+    scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+    return mean, scale
 
 
 class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
@@ -21,6 +41,18 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     Same parameters as :class:`FineTunedClassifier`, without the classification
     ones (``label_smoothing``, ``class_weight``); ``scoring`` defaults to ``"r2"``
     and the default ``criterion`` is ``torch.nn.MSELoss``. ``y`` may be 1-D or 2-D.
+
+    The targets are standardised in float64 before training (per target: mean
+    and spread, computed without overflow for any finite ``y``, 1e39 or 1e300
+    included) and predictions are returned in ``y``'s units, so the float32
+    network never sees a value it cannot hold. ``valid_loss`` is in standardised
+    units; validation scores (``r2``...) in the original ones. The scaling is
+    kept as buffers of the module, so ``save_params`` / ``load_params`` carry it.
+
+    Attributes
+    ----------
+    target_mean_, target_scale_ : ndarray of shape (n_targets,)
+        The standardisation of ``y`` learnt by the first ``fit``.
 
     Examples
     --------
@@ -110,23 +142,47 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             return
         self.n_targets_ = int(self.get_params_for("module").get("n_outputs", 1))
         self._squeeze_y_ = self.n_targets_ == 1
+        # load_params replaces these with the saved model's scaling
+        self.target_mean_ = np.zeros(self.n_targets_)
+        self.target_scale_ = np.ones(self.n_targets_)
 
     def _criterion_defaults(self) -> dict:
         return {}
 
     def _prepare_y(self, y, classes, keep: bool):  # classes: classifiers only
         y = check_y_missing(y)
-        y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float32)
+        y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float64)
         y2 = y.reshape(len(y), -1)
         if keep and y2.shape[1] != self.n_targets_:
             raise ValueError(
                 f"y has {y2.shape[1]} targets, but this regressor was fitted on "
                 f"{self.n_targets_}."
             )
-        if not keep:
+        if not keep or not hasattr(self, "target_scale_"):
             self._squeeze_y_ = y.ndim == 1
+            self.target_mean_, self.target_scale_ = target_scaling(y2)
         self.n_targets_ = y2.shape[1]
-        return y2
+        return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def _original_y(self, y) -> np.ndarray:
+        """Standardised targets (as the network sees them) in ``y``'s units."""
+        mean, scale = self._module_scaling()
+        out = np.asarray(y, dtype=np.float64).reshape(len(y), -1) * scale + mean
+        return out.ravel() if getattr(self, "_squeeze_y_", False) else out
+
+    def _module_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scaling the module was built with (or loaded with)."""
+        module = self._plain_module()
+        return (
+            module.target_mean.detach().cpu().double().numpy(),
+            module.target_scale.detach().cpu().double().numpy(),
+        )
+
+    def _attach_target_scaling(self, module: nn.Module) -> None:
+        mean = torch.as_tensor(self.target_mean_, dtype=torch.float64)
+        scale = torch.as_tensor(self.target_scale_, dtype=torch.float64)
+        module.register_buffer("target_mean", mean)
+        module.register_buffer("target_scale", scale)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -146,4 +202,4 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
                 for yp in self.forward_iter(X, training=False)
             ]
         out = np.concatenate(parts, 0).astype(np.float64)  # sklearn's convention
-        return out.ravel() if getattr(self, "_squeeze_y_", False) else out
+        return self._original_y(out)
