@@ -29,9 +29,18 @@ from sktransfer.exceptions import InputError
 
 __all__ = ["BackboneMixin", "Runtime", "modality_tags"]
 
-# Parameters that decide which network runs and how wide its output is: after
-# ``fit``, changing one of them needs a new ``fit``.
-NETWORK_PARAMS = ("backbone", "weights", "layer", "pooling", "trust_remote_code")
+# Parameters that decide which network runs and how wide its output is (and,
+# for the fine-tuners, how the module is built: ``strategy="head"`` is a head on
+# cached features, the others a whole network): after ``fit``, changing one of
+# them needs a new ``fit``.
+NETWORK_PARAMS = (
+    "backbone",
+    "weights",
+    "layer",
+    "pooling",
+    "trust_remote_code",
+    "strategy",
+)
 
 
 def modality_tags(tags, backbone):

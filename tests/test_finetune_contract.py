@@ -172,7 +172,7 @@ def test_stratified_split_with_too_few_samples_per_class(images):
     y[0] = "bird"  # one sample of a class
     with pytest.raises(
         ValueError,
-        match=r"valid_size=0.1 .* needs at least 2 samples of every class; class\(es\) \['bird'\] have 1\. Pass valid_size=None",
+        match=r"valid_size=0.1 .* needs at least 2 samples of every class; samples per class: 'bird': 1\. Pass valid_size=None",
     ):
         make(valid_size=0.1).fit(X, y)
     make(valid_size=None).fit(X, y)  # the fix the message names works
@@ -260,3 +260,77 @@ def test_l2sp_adds_nothing_at_the_pretrained_point_and_is_a_parameter(images):
         match=r"The 'l2sp' parameter of FineTunedClassifier must be a float in the range \[0.0, inf\)",
     ):
         make(l2sp=-1.0).fit(X, y)
+
+
+def test_warm_start_on_fewer_classes_and_partial_fit_classes_say_what_is_wrong(images):
+    X, _ = images
+    y4 = np.array([0, 1, 2, 3] * 6)
+    clf = make(strategy="head", max_epochs=1, warm_start=True, valid_size=4).fit(X, y4)
+    with pytest.raises(
+        ValueError, match=r"2: 0, 3: 0 \(a warm start or partial_fit keeps"
+    ):
+        clf.fit(X[:12], y4[:12] % 2)
+    with pytest.raises(
+        ValueError, match=r"labels \[7\] not among the classes of the first"
+    ):
+        clf.set_params(valid_size=None).fit(X, np.where(y4 == 3, 7, y4))
+    fresh = make(strategy="head", max_epochs=1)
+    with pytest.raises(
+        ValueError, match=r"labels \[3\] not in classes= .*classes: \[0, 1, 2\]"
+    ):
+        fresh.partial_fit(X, y4, classes=[0, 1, 2])
+
+
+def test_changing_strategy_after_fit_needs_a_new_fit(images):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = images
+    clf = make(strategy="head", max_epochs=1).fit(X, y)
+    clf.set_params(strategy="full")
+    with pytest.raises(
+        NotFittedError, match="strategy='full' \\(fitted with 'head'\\)"
+    ):
+        clf.predict(X)
+    assert clf.fit(X, y).predict(X).shape == (len(X),)
+
+
+@pytest.mark.parametrize("strategy", ["last_n", "head"])
+@pytest.mark.parametrize("modality", ["image", "text", "regression"])
+def test_predefined_split_takes_raw_inputs_and_original_labels(strategy, modality, rng):
+    """skorch's documented way to pass a validation set works for every input."""
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    from sktransfer import FineTunedRegressor
+
+    if modality == "text":
+        X = [f"text {i}" for i in range(16)]
+        # skorch's Dataset reads a list as several inputs: texts as an array
+        Xv = np.array([f"other {i}" for i in range(6)], dtype=object)
+        backbone = "test-text"
+    else:
+        X = rng.integers(0, 255, (16, 20, 20, 3), np.uint8)
+        Xv = rng.integers(0, 255, (6, 20, 20, 3), np.uint8)
+        backbone = "test-cnn"
+    if modality == "regression":
+        y, yv = np.linspace(0, 100, 16), np.linspace(0, 100, 6)
+        net = FineTunedRegressor
+    else:
+        y, yv = np.array(["a", "b"] * 8), np.array(["a", "b"] * 3)
+        net = FineTunedClassifier
+    model = net(
+        backbone,
+        strategy=strategy,
+        max_epochs=2,
+        valid_size=None,
+        random_state=0,
+        train_split=predefined_split(Dataset(Xv, yv)),
+    ).fit(X, y)
+    key = "valid_loss" if modality == "regression" else "valid_acc"
+    assert np.isfinite(model.history[:, key]).all()
+    kept = model.best_epoch_
+    if modality != "regression":
+        recorded = (
+            model.start_scores_[key] if kept == 0 else model.history[kept - 1, key]
+        )
+        assert (model.predict(Xv) == yv).mean() == pytest.approx(recorded)

@@ -280,15 +280,31 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                 f"y has one class ({classes[0]!r}); a classifier needs at least "
                 "two. Check the labels (e.g. after filtering)."
             )
-        unknown = set(np.unique(y)) - set(classes)
+        unknown = set(np.unique(y).tolist()) - set(classes.tolist())
         if unknown:
+            where = (
+                "not among the classes of the first fit"
+                if keep
+                else "not in classes= (passed to partial_fit or the estimator)"
+            )
             raise ValueError(
-                f"y has labels {sorted(unknown)} not seen in the first fit "
-                f"(classes: {classes.tolist()})."
+                f"y has labels {sorted(unknown)} {where} (classes: "
+                f"{classes.tolist()}). Pass every label in classes=, or fit anew."
             )
         self._y_encoded_ = self.label_encoder_.transform(y).astype(np.int64)
         check_split(self, self._y_encoded_, classes)
         return self._y_encoded_
+
+    def _encode_y(self, y) -> np.ndarray:
+        """Labels as the network sees them (a validation set's, say)."""
+        y = check_y_missing(y)
+        unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
+        if unknown:
+            raise ValueError(
+                f"the validation set has labels {sorted(unknown)} that the training "
+                f"y does not (classes: {self.classes_.tolist()})."
+            )
+        return self.label_encoder_.transform(y).astype(np.int64)
 
     def _targets_before_fit(self):
         """``initialize()`` without ``fit`` (to ``load_params`` into it): the

@@ -75,7 +75,9 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if isinstance(X, TorchDataset):  # skorch's rule: datasets pass through
             return X
         if self.strategy == "head":  # frozen backbone: embed once (cached)
-            return Dataset(self._head_extractor_.transform(X), y)
+            dataset = Dataset(self._head_extractor_.transform(X), y)
+            dataset.sktransfer_prepared = True  # not raw inputs (see below)
+            return dataset
         samples = self._samples(X, reset=False)
         loaded = self._load_backbone()
         return SampleDataset(samples, y, loaded, self._runtime(loaded).max_length)
@@ -106,7 +108,13 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
 
     def get_split_datasets(self, X, y=None, **fit_params):
         if not self.valid_size:  # a user's train_split, or none
-            return super().get_split_datasets(X, y, **fit_params)
+            train, valid = super().get_split_datasets(X, y, **fit_params)
+            if type(valid) is Dataset and not getattr(valid, "sktransfer_prepared", 0):
+                # skorch's predefined_split(Dataset(X_valid, y_valid)): raw
+                # inputs and original labels, prepared as the training data is
+                yv = None if valid.y is None else self._encode_y(valid.y)
+                valid = self.get_dataset(valid.X, yv)
+            return train, valid
         dataset = self.get_dataset(X, y)
         if isinstance(self.valid_size, Integral):  # a count, as train_test_split
             # (skorch's ValidSplit reads an int as a number of folds)

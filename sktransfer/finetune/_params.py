@@ -138,11 +138,17 @@ def check_split(net, y_encoded: np.ndarray, classes) -> None:
     n, k = len(y_encoded), len(classes)
     counts = np.bincount(y_encoded, minlength=k)
     if counts.min() < 2:
-        rare = np.asarray(classes)[counts < 2][:5].tolist()
+        rare = [
+            f"{label!r}: {count}"
+            for label, count in zip(np.asarray(classes).tolist(), counts, strict=True)
+            if count < 2
+        ][:5]
+        absent = " (a warm start or partial_fit keeps every class of the first fit)"
         raise ValueError(
             f"valid_size={net.valid_size} holds out a stratified validation split, "
-            f"which needs at least 2 samples of every class; class(es) {rare} have "
-            "1. Pass valid_size=None to train on every sample, or add samples."
+            f"which needs at least 2 samples of every class; samples per class: "
+            f"{', '.join(rare)}{absent if counts.min() == 0 else ''}. Pass "
+            "valid_size=None to train on every sample, or add samples."
         )
     held = n_valid(net.valid_size, n)
     if held < k or n - held < k:  # every class has 2 samples, so n >= 2k

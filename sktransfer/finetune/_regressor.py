@@ -164,6 +164,12 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.n_targets_ = y2.shape[1]
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
 
+    def _encode_y(self, y) -> np.ndarray:
+        """Targets as the network sees them (a validation set's, say)."""
+        y = _check_y(check_y_missing(y), multi_output=True, y_numeric=True)
+        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
+
     def _original_y(self, y) -> np.ndarray:
         """Standardised targets (as the network sees them) in ``y``'s units."""
         mean, scale = self._module_scaling()
