@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -34,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sktransfer._orphans import HOST, is_orphan
 from sktransfer._store import Store
 from sktransfer.exceptions import CacheWarning
 
 __all__ = ["DEFAULT_DISK_BYTES", "DiskCache"]
 
 DEFAULT_DISK_BYTES = 10 << 30
-_HOST = socket.gethostname().replace(".", "_")
-_ORPHAN_AGE_S = 3600  # another machine's temporary file older than this is dead
 
 
 class DiskCache(Store):
@@ -116,12 +114,7 @@ class DiskCache(Store):
             except (IndexError, ValueError):
                 host, pid = "", -1
             try:
-                dead = (
-                    not _alive(pid)
-                    if host == _HOST
-                    else now - tmp.stat().st_mtime > _ORPHAN_AGE_S
-                )
-                if dead:
+                if is_orphan(tmp, host, pid, now):
                     tmp.unlink()
             except OSError:
                 continue
@@ -238,21 +231,9 @@ class DiskCache(Store):
         return len(self.files())
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def _write_atomic(path: Path, row: np.ndarray) -> int:
     fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f"{path.stem}.{_HOST}.{os.getpid()}.", suffix=".tmp"
+        dir=path.parent, prefix=f"{path.stem}.{HOST}.{os.getpid()}.", suffix=".tmp"
     )
     try:
         with os.fdopen(fd, "wb") as f:

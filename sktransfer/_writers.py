@@ -16,6 +16,7 @@ one row group per chunk, with an id column beside a fixed-size-list vector.
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from sktransfer._orphans import HOST, is_orphan
 from sktransfer._progress import advance
 
 __all__ = ["EmbeddingWriter", "check_output_path", "write_embeddings"]
@@ -43,6 +45,34 @@ def check_output_path(path, overwrite: bool) -> Path:
             f"{out} exists; not replacing it (pass overwrite=True to replace it)"
         )
     return out
+
+
+def remove_orphaned_partials(out: Path) -> list[Path]:
+    """Delete the temporary files of earlier writers of ``out`` that died
+    (``.<name>.<host>.<pid>.partial``, and their ``.trim``); return them.
+
+    A live writer's file is kept (same host: its pid runs; another host: it
+    was touched within the hour, see :mod:`sktransfer._orphans`).
+    """
+    removed = []
+    prefix = f".{out.name}."
+    for tmp in out.parent.glob(f"{glob.escape(prefix)}*.partial*"):
+        middle = tmp.name[len(prefix) :].split(".partial")[0].split(".")
+        try:  # host.pid, or pid alone (files of sktransfer <= 0.1)
+            host, pid = (
+                (middle[0], int(middle[1]))
+                if len(middle) == 2
+                else (HOST, int(middle[0]))
+            )
+        except (IndexError, ValueError):
+            continue
+        try:
+            if is_orphan(tmp, host, pid):
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 class EmbeddingWriter:
@@ -73,7 +103,8 @@ class EmbeddingWriter:
 
     def __init__(self, path, n_rows: int, width: int):
         self.out = Path(path)
-        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.partial")
+        remove_orphaned_partials(self.out)
+        self.tmp = self.out.with_name(f".{self.out.name}.{HOST}.{os.getpid()}.partial")
         self.row = 0
         self.shape = (n_rows, width)
         self.file = self.parquet = None

@@ -83,9 +83,9 @@ def test_orphaned_temporary_files_are_removed(tmp_path, folder):
         text=True,
     )
     pid = int(dead.stdout)  # a pid that has exited
-    orphan = sub / f"abc.{disk_cache._HOST}.{pid}.x1.tmp"
+    orphan = sub / f"abc.{disk_cache.HOST}.{pid}.x1.tmp"
     orphan.write_bytes(b"half a row")
-    mine = sub / f"abd.{disk_cache._HOST}.{os.getpid()}.x2.tmp"  # a live writer's
+    mine = sub / f"abd.{disk_cache.HOST}.{os.getpid()}.x2.tmp"  # a live writer's
     mine.write_bytes(b"being written")
     old_foreign = sub / "abe.otherhost.1.x3.tmp"
     old_foreign.write_bytes(b"?")

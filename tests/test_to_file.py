@@ -120,3 +120,48 @@ def test_every_row_skipped_leaves_an_empty_npy(tmp_path):
     w = EmbeddingWriter(tmp_path / "e.npy", 5, 3)
     w.finish()
     assert np.load(tmp_path / "e.npy").shape == (0, 3)
+
+
+def test_a_killed_writers_partial_file_is_removed_by_the_next_run(tmp_path):
+    """A writer SIGKILLed mid-write leaves .NAME.<host>.<pid>.partial; the next
+    writer of that output removes it (a live writer's file is kept)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sktransfer._orphans import HOST
+
+    out = tmp_path / "emb.npy"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, numpy as np\n"
+            "from sktransfer._writers import EmbeddingWriter\n"
+            "w = EmbeddingWriter(sys.argv[1], 10, 4)\n"
+            "w.write(np.zeros((2, 4), np.float32))\n"
+            "print('written', flush=True)\n"
+            "time.sleep(60)\n",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "written"
+    dead = tmp_path / f".emb.npy.{HOST}.{child.pid}.partial"
+    assert dead.exists()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    live = tmp_path / f".emb.npy.{HOST}.{os.getpid()}.partial.trim"  # ours: alive
+    live.write_bytes(b"")
+    other = tmp_path / ".emb.npy.otherhost.1.partial"  # another machine, recent
+    other.write_bytes(b"")
+    stale = tmp_path / ".emb.npy.otherhost.2.partial"
+    stale.write_bytes(b"")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    ext = PretrainedFeatureExtractor("test-text").fit(["a"])
+    ext.transform_to_file(["a", "b"], out)
+    assert not dead.exists() and not stale.exists()
+    assert live.exists() and other.exists()
