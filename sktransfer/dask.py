@@ -20,7 +20,8 @@ How the work is placed:
   second job on the same files embeds nothing twice;
 - ``on_error`` keeps its meaning: ``"raise"`` fails the computation with an
   :class:`~sktransfer.exceptions.InputError` naming the row's position in the
-  whole collection; ``"nan"`` / ``"zero"`` fill the failed rows
+  whole collection and, for a Dask Series or DataFrame, its index label (as
+  the in-memory path does); ``"nan"`` / ``"zero"`` fill the failed rows
   (``da.isnan(out).any(axis=1)`` finds them).
 
 Needs ``pip install 'sktransfer[dask]'``.
@@ -41,6 +42,7 @@ def _embed_partition(extractor, part, offset: int) -> np.ndarray:
     n = len(part)
     if n == 0:
         return np.empty((0, width), np.float32)
+    index = getattr(part, "index", None)  # a pandas partition's labels
     if hasattr(part, "to_numpy") and not isinstance(part, np.ndarray):
         part = part.to_numpy()
         if part.dtype == object:
@@ -50,6 +52,8 @@ def _embed_partition(extractor, part, offset: int) -> np.ndarray:
     extractor._check_fitted()
     samples = extractor._check_samples(part, reset=False)
     samples.offset = offset  # errors name the row's place in the whole collection
+    if index is not None and samples.labels is None:
+        samples.labels = index  # ... and its index label, as in memory
     rows, _ = extractor._embed_samples(extractor._load_backbone(), samples)
     return rows
 

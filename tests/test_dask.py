@@ -176,3 +176,19 @@ def test_fine_tuner_cross_validation_on_the_cluster_equals_local(client, image_f
     with parallel_config(backend="dask"):
         remote = cross_validate(net, X, y, cv=3, n_jobs=-1)
     np.testing.assert_allclose(remote["test_score"], local["test_score"])
+
+
+def test_errors_name_the_index_label_as_in_memory(client, image_files, tmp_path):
+    paths = list(image_files[0])
+    paths[7] = str(tmp_path / "missing.jpg")
+    index = [f"img-{i:02d}" for i in range(len(paths))]  # dask sorts the index
+    pds = pd.Series(paths, index=index)
+    strict = PretrainedFeatureExtractor("test-cnn", cache=None).fit(paths[:1])
+    with pytest.raises(
+        InputError, match=r"row 7 \(index 'img-07'\): image file"
+    ) as mem:
+        strict.transform(pds)
+    series = dd.from_pandas(pds, npartitions=3)
+    with pytest.raises(InputError) as dist:
+        embed(strict, series).compute()
+    assert str(dist.value) == str(mem.value)
