@@ -22,12 +22,16 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import type_of_target
 from tqdm.auto import tqdm
 
 from sktransfer._extractor import PretrainedFeatureExtractor
 from sktransfer._images import prepare_image
 from sktransfer._inputs import as_samples
+from sktransfer._selection_checks import (
+    check_candidates,
+    check_modality,
+    check_targets,
+)
 from sktransfer.backbones._spec import ImagePreprocessing
 from sktransfer.exceptions import NegativeTransferWarning
 from sktransfer.metrics import hscore, logme_score
@@ -233,8 +237,10 @@ def rank_backbones(
     """
     import pandas as pd
 
-    y = np.asarray(y)
-    regression = type_of_target(y) in ("continuous", "continuous-multioutput")
+    candidates = check_candidates(candidates)
+    y, regression = check_targets(y, cv, scoring)
+    for candidate in candidates:
+        check_modality(candidate, X)
     scoring = scoring or ("r2" if regression else "accuracy")
     splitter = (KFold if regression else StratifiedKFold)(
         cv, shuffle=True, random_state=random_state
