@@ -450,3 +450,37 @@ def test_valid_size_as_a_count_and_an_error_that_proposes_a_value_that_works(ima
     with pytest.raises(ValueError, match=r"Pass valid_size=6 .*0\.5, 0\.5"):
         small.set_params(valid_size=0.3).fit(texts[:12], labels[:12] % 6)
     small.set_params(valid_size=6).fit(texts[:12], labels[:12] % 6)
+
+
+MALICIOUS = """
+import os, pickle, sys
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch " + sys.argv[2],))
+
+with open(sys.argv[1], "wb") as f:
+    pickle.dump({"head.weight": Payload()}, f)
+"""
+
+
+def test_load_params_runs_no_code_from_a_crafted_file(images, tmp_path):
+    """The docs' safe way to share a fine-tuner (save_params / load_params reads
+    with weights_only=True): a file that would write a marker if unpickled
+    executes nothing."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "owned"
+    bad = tmp_path / "params.pt"
+    subprocess.run([sys.executable, "-c", MALICIOUS, str(bad), str(marker)], check=True)
+    clf = make(strategy="head", classes=["cat", "dog"]).initialize()
+    with pytest.raises(pickle.UnpicklingError):
+        clf.load_params(f_params=bad)
+    assert not marker.exists()
+    from sktransfer.backbones import load_state_dict
+    from sktransfer.exceptions import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="never unpickles arbitrary code"):
+        load_state_dict(bad)  # and our own weights loader (weights=)
+    assert not marker.exists()
