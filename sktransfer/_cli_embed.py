@@ -25,6 +25,8 @@ import csv
 import sys
 from pathlib import Path
 
+from sktransfer._ids import check_ids, duplicate_ids
+
 __all__ = ["IMAGE_EXTENSIONS", "UserError", "add_embed_parser", "run_embed"]
 
 IMAGE_EXTENSIONS = (
@@ -112,6 +114,11 @@ def add_embed_parser(sub) -> None:
     emb.add_argument("--pooling", default="auto")
     emb.add_argument("--no-progress", action="store_true", help="no progress bar")
     emb.add_argument(
+        "--allow-duplicate-ids",
+        action="store_true",
+        help="keep repeated ids (a warning) instead of stopping",
+    )
+    emb.add_argument(
         "--encoding",
         default="utf-8",
         help="encoding of text files and CSV tables (default: utf-8; e.g. latin-1)",
@@ -178,7 +185,7 @@ def _read_table(path: Path, column: str, id_column: str | None, encoding: str):
                 f"{list(table.columns)[:20]}"
             )
     values = table[column].tolist()
-    ids = table[id_column].astype(str).tolist() if id_column else None
+    ids = table[id_column].tolist() if id_column else None  # typed: checked later
     return values, ids
 
 
@@ -245,6 +252,8 @@ def _check_output(args) -> Path:
     out = Path(args.output)
     if out.suffix.lower() not in (".npy", ".parquet"):
         raise UserError(f"the output {out} must end with .npy or .parquet")
+    if out.is_dir():
+        raise UserError(f"the output {out} is a folder; pass a file name inside it")
     if not out.parent.exists():
         raise UserError(f"the output folder {out.parent} does not exist")
     taken = [p for p in (out, _failures_path(out)) if p.exists()]
@@ -273,6 +282,16 @@ def run_embed(args) -> int:
     values, ids = _collect(args, modality)
     if not values:
         raise UserError("there is nothing to embed (0 inputs)")
+    try:
+        ids = check_ids(ids, len(values))
+    except ValueError as exc:
+        where = f"the column {args.id_column!r}: " if args.id_column else ""
+        raise UserError(f"{where}{exc}") from exc
+    repeated = duplicate_ids(ids)
+    if repeated and not args.allow_duplicate_ids:
+        raise UserError(
+            f"{repeated}. Make the ids unique, or pass --allow-duplicate-ids"
+        )
     layer = args.layer
     if layer is not None and layer.lstrip("-").isdigit():
         layer = int(layer)
@@ -296,6 +315,7 @@ def run_embed(args) -> int:
             chunk_size=CHUNK,
             skip_errors=args.on_error == "skip",
             progress=not args.no_progress,
+            allow_duplicate_ids=args.allow_duplicate_ids,
         )
     except InputError as exc:
         raise UserError(

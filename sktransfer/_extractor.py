@@ -21,6 +21,7 @@ from sktransfer._base import BackboneMixin
 from sktransfer._cache import DiskCache, MemoryCache, get_cache
 from sktransfer._compat import Interval, StrOptions, _fit_context
 from sktransfer._embedder import Embedder
+from sktransfer._ids import check_ids, duplicate_ids
 from sktransfer._inputs import Samples
 from sktransfer._keys import fingerprint, sample_keys
 from sktransfer._runtime import AutoBatchSize, default_batch_size, resolve_device
@@ -294,6 +295,7 @@ class PretrainedFeatureExtractor(
         chunk_size=2048,
         skip_errors=False,
         progress=False,
+        allow_duplicate_ids=False,
     ):
         """Embed ``X`` straight to a ``.npy`` or ``.parquet`` file, chunk by chunk.
 
@@ -315,6 +317,8 @@ class PretrainedFeatureExtractor(
             ``embedding``, a fixed-size list of float32; needs pyarrow).
         ids : sequence, default=None
             The ``id`` column of a Parquet file (default: row positions).
+            Checked before anything is embedded: one per row, none missing,
+            all int, all float or all str (an int id stays an int).
         overwrite : bool, default=False
         chunk_size : int, default=2048
         skip_errors : bool, default=False
@@ -322,6 +326,8 @@ class PretrainedFeatureExtractor(
             the file instead of writing NaN / zero rows.
         progress : bool, default=False
             A progress bar over the rows (tqdm, on stderr).
+        allow_duplicate_ids : bool, default=False
+            Repeated ids are an error unless this is True (then a warning).
 
         Returns
         -------
@@ -348,8 +354,16 @@ class PretrainedFeatureExtractor(
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size!r}")
         out = check_output_path(path, overwrite)
         samples = self._check_samples(X, reset=False)
-        if ids is not None and len(ids) != len(samples):
-            raise ValueError(f"ids has {len(ids)} entries; X has {len(samples)} rows")
+        if ids is not None:
+            ids = check_ids(ids, len(samples))
+            repeated = duplicate_ids(ids)
+            if repeated and not allow_duplicate_ids:
+                raise ValueError(
+                    f"{repeated}. Make the ids unique, or pass "
+                    "allow_duplicate_ids=True to keep them."
+                )
+            if repeated:
+                warnings.warn(f"{repeated}; kept.", UserWarning, stacklevel=2)
         loaded = self._load_backbone()
         return write_embeddings(
             lambda chunk: self._embed_samples(loaded, chunk),

@@ -38,6 +38,11 @@ def check_output_path(path, overwrite: bool) -> Path:
     out = Path(path)
     if out.suffix.lower() not in (".npy", ".parquet"):
         raise ValueError(f"the output {out} must end with .npy or .parquet")
+    if out.is_dir():
+        raise IsADirectoryError(
+            f"the output {out} is a folder; pass a file name inside it, e.g. "
+            f"{out / ('embeddings' + out.suffix)}"
+        )
     if not out.parent.exists():
         raise FileNotFoundError(f"the output folder {out.parent} does not exist")
     if out.exists() and not overwrite:

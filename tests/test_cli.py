@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -308,3 +309,119 @@ def test_split_lines_round_trips_any_text_without_newlines(lines):
     text = "".join(line + "\n" for line in lines)
     assert split_lines(text) == lines
     assert split_lines(text.replace("\n", "\r\n")) == lines
+
+
+def _table(tmp_path, ids, name="t.csv"):
+    texts = [f"text {i}" for i in range(len(ids))]
+    df = pd.DataFrame({"text": texts, "id": ids})
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        df.to_parquet(path)
+    else:
+        df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("ids", "name", "match"),
+    [
+        ([1, 2, None, 4], "t.csv", r"the column 'id': ids has no value at rows \[2\]"),
+        (
+            ["a", "b", "a", "c"],
+            "t.csv",
+            r"1 id\(s\) repeat: 'a' at rows \[0, 2\]\. .*--allow-duplicate-ids",
+        ),
+    ],
+    ids=[
+        "empty cell",
+        "duplicates",
+    ],  # mixed types: test_transform_to_file_checks_ids_first
+)
+def test_bad_id_columns_fail_up_front_in_one_line(tmp_path, ids, name, match):
+    table = _table(tmp_path, pd.Series(ids, dtype=object), name)
+    out = tmp_path / "o.parquet"
+    res = run(
+        "embed",
+        "test-text",
+        str(table),
+        "--column",
+        "text",
+        "--id-column",
+        "id",
+        "-o",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert re.search(match, res.stderr), res.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_integer_ids_keep_their_type_and_duplicates_can_be_allowed(tmp_path):
+    out = tmp_path / "o.parquet"
+    table = _table(tmp_path, [10, 20, 30])
+    res = run(
+        "embed",
+        "test-text",
+        str(table),
+        "--column",
+        "text",
+        "--id-column",
+        "id",
+        "-o",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    got = pd.read_parquet(out)["id"]
+    assert got.tolist() == [10, 20, 30] and got.dtype == np.int64  # not "10.0"
+    table = _table(tmp_path, ["a", "a", "b"], "d.csv")
+    res = run(
+        "embed",
+        "test-text",
+        str(table),
+        "--column",
+        "text",
+        "--id-column",
+        "id",
+        "-o",
+        str(tmp_path / "d.parquet"),
+        "--allow-duplicate-ids",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0 and "repeat" in res.stderr, res.stderr
+    assert pd.read_parquet(tmp_path / "d.parquet")["id"].tolist() == ["a", "a", "b"]
+
+
+def test_an_output_path_that_is_a_folder_fails_before_embedding(tmp_path):
+    (tmp_path / "out.npy").mkdir()
+    texts = tmp_path / "t.txt"
+    texts.write_text("a\nb\n")
+    res = run(
+        "embed",
+        "test-text",
+        str(texts),
+        "-o",
+        str(tmp_path / "out.npy"),
+        "--force",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "is a folder" in res.stderr
+    ext = PretrainedFeatureExtractor("test-text").fit(["a"])
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        ext.transform_to_file(["a"], tmp_path / "out.npy", overwrite=True)
+
+
+def test_transform_to_file_checks_ids_first(tmp_path):
+    ext = PretrainedFeatureExtractor("test-text").fit(["a"])
+    out = tmp_path / "o.parquet"
+    with pytest.raises(ValueError, match="all int, all float or all str"):
+        ext.transform_to_file(["a", "b"], out, ids=[1, "x"])
+    with pytest.raises(ValueError, match="allow_duplicate_ids=True"):
+        ext.transform_to_file(["a", "b"], out, ids=["x", "x"])
+    with pytest.warns(UserWarning, match="repeat"):
+        ext.transform_to_file(["a", "b"], out, ids=["x", "x"], allow_duplicate_ids=True)
+    assert pd.read_parquet(out)["id"].tolist() == ["x", "x"]
