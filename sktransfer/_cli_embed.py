@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -113,6 +114,13 @@ def add_embed_parser(sub) -> None:
     emb.add_argument("--layer", help="a block name, or an index")
     emb.add_argument("--pooling", default="auto")
     emb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    emb.add_argument(
+        "--links",
+        choices=("inside", "all", "none"),
+        default="inside",
+        help="symbolic links in folders: follow those that stay inside the folder "
+        "(default), all, or none; the ones skipped are listed",
+    )
     emb.add_argument(
         "--allow-duplicate-ids",
         action="store_true",
@@ -234,17 +242,74 @@ def _collect(args, modality: str) -> tuple[list, list[str]]:
     files: list[str] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(
-                str(f)
-                for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in extensions
-            )
+            found, skipped = walk_images(p, extensions, args.links)
+            if skipped:
+                shown = "; ".join(f"{path} ({why})" for path, why in skipped[:5])
+                more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+                print(
+                    f"note: skipped {len(skipped)} link(s) in {p}: {shown}{more} "
+                    "(--links all follows every link)",
+                    file=sys.stderr,
+                )
             if not found:
                 raise UserError(f"the folder {p} has no {'/'.join(extensions)} files")
             files += found
         else:
             files.append(str(p))
     return files, list(files)
+
+
+def walk_images(
+    folder: Path, extensions: tuple[str, ...], links: str = "inside"
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The image files under ``folder`` (sorted) and the links skipped, why.
+
+    ``links="inside"`` (the default) follows a link, to a file or a folder,
+    whose target lies inside ``folder``, and skips one that leads out of it
+    (so a folder handed to the command never reads files elsewhere);
+    ``"all"`` follows every link; ``"none"`` follows none. Dangling links and
+    link cycles are skipped whatever the policy. Every skipped link is
+    returned, so the command can say what it left out.
+    """
+    root = folder.resolve()
+    files: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    visited: set[Path] = set()
+
+    def visit(directory: Path) -> None:
+        real = directory.resolve()
+        if real in visited:
+            skipped.append((str(directory), "a link cycle"))
+            return
+        visited.add(real)
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    skipped.append((str(path), "a dangling link"))
+                    continue
+                if links == "none":
+                    skipped.append((str(path), "a link"))
+                    continue
+                inside = target.is_relative_to(root)
+                if links == "inside" and not inside:
+                    skipped.append(
+                        (str(path), f"a link to {target}, outside the folder")
+                    )
+                    continue
+                if inside and target.is_dir():  # that folder is walked anyway
+                    skipped.append((str(path), "a link to a folder inside it"))
+                    continue
+            if entry.is_dir(follow_symlinks=True):
+                visit(path)
+            elif path.suffix.lower() in extensions and entry.is_file(
+                follow_symlinks=True
+            ):
+                files.append(str(path))
+
+    visit(folder)
+    return sorted(files), skipped
 
 
 # ---------------------------------------------------------------- outputs

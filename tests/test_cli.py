@@ -425,3 +425,87 @@ def test_transform_to_file_checks_ids_first(tmp_path):
     with pytest.warns(UserWarning, match="repeat"):
         ext.transform_to_file(["a", "b"], out, ids=["x", "x"], allow_duplicate_ids=True)
     assert pd.read_parquet(out)["id"].tolist() == ["x", "x"]
+
+
+@pytest.fixture
+def linked_tree(tmp_path, rng):
+    """imgs/ with a real image, a link to an image inside, a link to an image
+    outside, a link to a folder outside, a dangling link and a cycle."""
+    imgs, outside = tmp_path / "imgs", tmp_path / "elsewhere"
+    (imgs / "sub").mkdir(parents=True)
+    (outside / "deep").mkdir(parents=True)
+    for path in (
+        imgs / "a.png",
+        imgs / "sub" / "b.png",
+        outside / "c.png",
+        outside / "deep" / "d.png",
+    ):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(path)
+    (imgs / "inside.png").symlink_to(imgs / "sub" / "b.png")
+    (imgs / "outside.png").symlink_to(outside / "c.png")
+    (imgs / "outdir").symlink_to(outside / "deep", target_is_directory=True)
+    (imgs / "dangling.png").symlink_to(tmp_path / "missing.png")
+    (imgs / "sub" / "loop").symlink_to(imgs, target_is_directory=True)
+    return imgs
+
+
+@pytest.mark.parametrize(
+    ("links", "names", "skipped"),
+    [
+        (
+            "inside",
+            ["a.png", "inside.png", "b.png"],
+            {"outside.png", "outdir", "dangling.png", "loop"},
+        ),
+        (
+            "all",
+            ["a.png", "inside.png", "d.png", "outside.png", "b.png"],
+            {"dangling.png", "loop"},
+        ),
+        (
+            "none",
+            ["a.png", "b.png"],
+            {"inside.png", "outside.png", "outdir", "dangling.png", "loop"},
+        ),
+    ],
+)
+def test_links_in_folders_follow_the_policy_and_are_reported(
+    linked_tree, links, names, skipped
+):
+    from sktransfer._cli_embed import walk_images
+
+    files, left_out = walk_images(linked_tree, (".png",), links)
+    assert [os.path.basename(f) for f in files] == names
+    assert {os.path.basename(p) for p, _ in left_out} == skipped
+
+
+def test_the_command_says_which_links_it_skipped(linked_tree, tmp_path):
+    out = tmp_path / "o.npy"
+    res = run(
+        "embed",
+        "test-cnn",
+        str(linked_tree),
+        "-o",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert np.load(out).shape[0] == 3
+    assert "skipped 4 link(s)" in res.stderr and "outside the folder" in res.stderr
+
+
+def test_a_link_to_a_sibling_folder_is_not_walked_twice(tmp_path, rng):
+    from sktransfer._cli_embed import walk_images
+
+    imgs = tmp_path / "imgs"
+    (imgs / "real").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(
+        imgs / "real" / "x.png"
+    )
+    (imgs / "again").symlink_to(imgs / "real", target_is_directory=True)
+    files, skipped = walk_images(imgs, (".png",), "all")
+    assert [os.path.relpath(f, imgs) for f in files] == ["real/x.png"]
+    assert [(os.path.basename(p), why) for p, why in skipped] == [
+        ("again", "a link to a folder inside it")
+    ]
