@@ -333,10 +333,73 @@ def test_checkpoint_resume(images, tmp_path):
     X, y = images
     first = make(checkpoint_dir=tmp_path, max_epochs=2).fit(X, y)
     assert len(first.history) == 2
-    resumed = make(checkpoint_dir=tmp_path, max_epochs=1)
-    resumed.fit(X, y)  # loads the checkpoint (params, optimizer, history) first
-    assert len(resumed.history) == 3
-    assert resumed.history[-1, "epoch"] == 3
+    resumed = make(checkpoint_dir=tmp_path, max_epochs=4)
+    resumed.fit(X, y)  # continues from epoch 2 to max_epochs
+    assert len(resumed.history) == 4 and resumed.history[-1, "epoch"] == 4
+    done = make(checkpoint_dir=tmp_path, max_epochs=4).fit(X, y)  # nothing left
+    assert len(done.history) == 4
+    np.testing.assert_allclose(done.predict_proba(X), resumed.predict_proba(X), atol=1e-6)
+
+
+RESUME_CHILD = """
+import os, signal, sys
+import numpy as np
+from skorch.callbacks import Callback
+from sktransfer import FineTunedClassifier
+
+class KillInEpoch(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and len(net.history) == self.epoch and len(net.history[-1]["batches"]) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+X = np.load(sys.argv[1])
+y = np.array(["cat", "dog"] * (len(X) // 2))
+kill = int(sys.argv[3])
+clf = FineTunedClassifier(
+    "test-cnn", strategy=sys.argv[5], max_epochs=6, batch_size=4, valid_size=0.25,
+    random_state=0, checkpoint_dir=sys.argv[2] if sys.argv[2] != "-" else None,
+    callbacks=[KillInEpoch(kill)] if kill else None,
+).fit(X, y)
+np.save(sys.argv[4], clf.predict_proba(X))
+print(len(clf.history), clf.best_epoch_)
+"""
+
+
+@pytest.mark.parametrize("strategy", ["last_n", "gradual"])
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(
+    images, tmp_path, strategy
+):
+    """SIGKILL in epoch 4 of 6, then fit again with the same folder: epochs 4-6
+    are trained (not max_epochs more), from epoch 3's state and random streams,
+    and the model ends where the uninterrupted run ends."""
+    import subprocess
+    import sys
+
+    X, _ = images
+    np.save(tmp_path / "X.npy", X)
+    folder = tmp_path / "ckpt"
+
+    def child(checkpoint, kill, out):
+        args = [str(tmp_path / "X.npy"), checkpoint, str(kill), str(out), strategy]
+        return subprocess.run(
+            [sys.executable, "-c", RESUME_CHILD, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    killed = child(str(folder), 4, tmp_path / "never.npy")
+    assert killed.returncode == -9, killed.stderr
+    assert sorted(p.name for p in folder.glob("resume-epoch*.pt")) == ["resume-epoch3.pt"]
+    resumed = child(str(folder), 0, tmp_path / "resumed.npy")
+    straight = child("-", 0, tmp_path / "straight.npy")
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr
+    assert resumed.stdout.split() == straight.stdout.split()  # 6 epochs, same best
+    np.testing.assert_allclose(
+        np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "straight.npy"), atol=1e-5
+    )
 
 
 def test_bad_fit_arguments_have_clear_errors(images):

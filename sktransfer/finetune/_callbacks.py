@@ -20,10 +20,10 @@ from skorch.callbacks import (
     Checkpoint,
     EarlyStopping,
     EpochScoring,
-    LoadInitState,
 )
 
 from sktransfer.finetune._probe_start import ProbeStart
+from sktransfer.finetune._resume import LoadResume, SaveResume
 
 __all__ = [
     "FiniteLoss",
@@ -167,7 +167,9 @@ def training_callbacks(net) -> list[tuple[str, Callback]]:
         )
         extra.append(("checkpoint", checkpoint))
         if net.checkpoint_dir != "auto":  # a directory of the user's: resume
-            extra.append(("resume", LoadInitState(checkpoint)))
-    # last: after a resumed checkpoint is loaded, and after early stopping
+            extra.append(("resume", LoadResume()))
+    # after a resumed run is loaded, and after early stopping
     extra.append(("probe_start", ProbeStart(monitor)))
+    if isinstance(net.checkpoint_dir, str | os.PathLike):
+        extra.append(("resume_save", SaveResume()))  # after the best epoch is known
     return extra

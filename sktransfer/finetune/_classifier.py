@@ -110,9 +110,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     checkpoint_dir : str, path, "auto" or None, default=None
         Save the best epoch there (skorch ``Checkpoint``; on ``valid_loss``, or
         every epoch without validation). A directory of yours also resumes:
-        ``fit`` first loads the parameters, optimizer and history saved there,
-        then trains ``max_epochs`` more. ``"auto"`` is a fresh temporary
-        directory per estimator (no resuming), so parallel CV never collides.
+        after every epoch the whole training state is kept there
+        (``resume-epoch<k>.pt``: weights, optimizer, history, LP-FT's best
+        epoch, random streams), and a new ``fit`` with the same directory
+        continues from the last finished epoch to ``max_epochs``, ending where
+        the uninterrupted run would (a finished run trains no more; use a new
+        directory to train anew). ``"auto"`` is a fresh temporary directory
+        per estimator (no resuming), so parallel CV never collides.
     device : str, default="auto"
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Forward passes under ``torch.autocast`` in that dtype (weights and

@@ -44,6 +44,7 @@ from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
 from sktransfer.finetune._regularizers import l2sp_penalty
+from sktransfer.finetune._resume import resume_epochs
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
 __all__ = ["FineTuneMixin"]
@@ -285,6 +286,9 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
     def fit(self, X, y=None, **fit_params):
         keep = self.warm_start and getattr(self, "initialized_", False)
         y = self._check_fit_input(X, y, None, fit_params, keep)
+        done = 0 if keep else resume_epochs(self)
+        if done and "epochs" not in fit_params:  # resume: to max_epochs, not past
+            fit_params["epochs"] = max(self.max_epochs - done, 0)
         self._in_fit_ = True  # skorch's fit calls partial_fit: y is ready
         try:
             with self._seeded():

@@ -185,6 +185,11 @@ class ProbeStart(Callback):
         net.best_epoch_ = None
         if self.pending_:
             net.start_scores_ = None
+        resumed = net.__dict__.pop("_resumed_probe_", None)
+        if resumed is not None:  # a run resumed from its checkpoint folder
+            net.start_scores_, self.best_ = resumed
+            if self.best_ is not None:
+                net.best_epoch_ = self.best_[1]
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         self.keeping_ = dataset_valid is not None
