@@ -188,14 +188,14 @@ def test_cpu_out_of_memory_backs_off_through_the_extractor(monkeypatch):
     sizes = []
     real = Embedder._forward
 
-    def tight(self, make_batch, n, done=None):
+    def tight(self, make_batch, n, where, done=None):
         def guarded(lo, hi):
             sizes.append(hi - lo)
             if hi - lo > 3:
                 raise RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 GB")
             return make_batch(lo, hi)
 
-        return real(self, guarded, n, done)
+        return real(self, guarded, n, where, done)
 
     monkeypatch.setattr(Embedder, "_forward", tight)
     X = np.zeros((10, 8, 8, 3), np.uint8)
