@@ -15,7 +15,7 @@ import numpy as np
 
 from sktransfer.exceptions import InputError
 
-__all__ = ["Samples", "as_samples", "check_texts", "is_missing"]
+__all__ = ["Samples", "as_samples", "check_texts", "check_y_missing", "is_missing"]
 
 _COLUMN_TRANSFORMER_HINT = (
     "PretrainedFeatureExtractor embeds a single column of images or texts. Route "
@@ -216,3 +216,19 @@ def check_texts(samples: Samples) -> dict[int, str]:
             )
         errors[i] = msg
     return errors
+
+
+def check_y_missing(y) -> np.ndarray:
+    """``y`` as an array; missing labels (None, NaN, NA, NaT) are an error that
+    names their rows."""
+    y = np.asarray(y)
+    if y.dtype.kind in "fcOmM":
+        flat = y.reshape(len(y), -1) if y.ndim > 1 else y[:, None]
+        rows = [i for i in range(len(y)) if any(is_missing(v) for v in flat[i])]
+        if rows:
+            raise ValueError(
+                f"y has missing values (None/NaN) at rows {rows[:10]}"
+                f"{' ...' if len(rows) > 10 else ''}; drop those samples (from X "
+                "too) or fill their targets first."
+            )
+    return y

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.utils.multiclass import type_of_target
 from torch import nn
 
-from sktransfer._inputs import is_missing
+from sktransfer._inputs import check_y_missing, is_missing
 from sktransfer.backbones._registry import get_backbone_spec
 from sktransfer.backbones._spec import BackboneSpec
 
@@ -64,15 +64,7 @@ def check_candidates(candidates) -> list:
 def check_targets(y, cv, scoring) -> tuple[np.ndarray, bool]:
     """``y`` as an array and whether it is a regression target; the folds and
     the scorer must suit it."""
-    y = np.asarray(y)
-    flat = y.reshape(len(y), -1) if y.ndim > 1 else y[:, None]
-    missing = [i for i in range(len(y)) if any(is_missing(v) for v in flat[i])]
-    if missing:
-        raise ValueError(
-            f"y has missing values (None/NaN) at rows {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''}; drop those samples (from X "
-            "too) or fill their targets."
-        )
+    y = check_y_missing(y)
     regression = type_of_target(y) in ("continuous", "continuous-multioutput")
     name = scoring if isinstance(scoring, str) else ""
     if regression and name.startswith(CLASSIFICATION_SCORERS):

@@ -10,28 +10,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from sktransfer._inputs import is_missing
+from sktransfer._inputs import check_y_missing
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
 from sktransfer.finetune._params import check_split
 
-__all__ = ["FineTunedClassifier", "check_y_missing"]
-
-
-def check_y_missing(y) -> np.ndarray:
-    """``y`` as an array; missing labels (None, NaN, NA, NaT) are an error that
-    names their rows."""
-    y = np.asarray(y)
-    if y.dtype.kind in "fcOmM":
-        flat = y.reshape(len(y), -1) if y.ndim > 1 else y[:, None]
-        rows = [i for i in range(len(y)) if any(is_missing(v) for v in flat[i])]
-        if rows:
-            raise ValueError(
-                f"y has missing values (None/NaN) at rows {rows[:10]}"
-                f"{' ...' if len(rows) > 10 else ''}; drop those samples or fill "
-                "their labels first."
-            )
-    return y
+__all__ = ["FineTunedClassifier"]
 
 
 class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):

@@ -8,7 +8,7 @@ from skorch import NeuralNetRegressor
 from torch import nn
 
 from sktransfer._compat import _check_y
-from sktransfer.finetune._classifier import check_y_missing
+from sktransfer._inputs import check_y_missing
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
 
