@@ -279,9 +279,17 @@ def rank_backbones(
         fold_scores[name] = scores
         rows.append(row)
     if baseline is not None:
-        model = _baseline(modality, regression) if baseline == "auto" else baseline
         start = time.perf_counter()
-        base = cross_val_score(model, X, y, cv=folds, scoring=scoring)
+        if baseline == "auto" and modality != "text":
+            # the pixels depend on no fold (SmallPixels learns nothing): decode
+            # each image once, not once per fold, then cross-validate the probe
+            pixels = SmallPixels().fit_transform(X)
+            base = cross_val_score(
+                _probe(regression), pixels, y, cv=folds, scoring=scoring
+            )
+        else:  # TF-IDF learns its vocabulary per fold; a user's model as given
+            model = _baseline(modality, regression) if baseline == "auto" else baseline
+            base = cross_val_score(model, X, y, cv=folds, scoring=scoring)
         fold_scores["baseline"] = base
         rows.append(
             {

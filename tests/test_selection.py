@@ -118,3 +118,25 @@ def test_plot_and_rank_agreement(data, rng):
     tau = result.rank_agreement()
     assert tau["logme"] == pytest.approx(kendalltau(rows.logme, rows.probe_score)[0])
     assert tau["hscore"] == pytest.approx(kendalltau(rows.hscore, rows.probe_score)[0])
+
+
+def test_the_pixel_baseline_decodes_each_image_once_and_scores_as_its_pipeline(
+    data, monkeypatch
+):
+    """The auto baseline's pixels depend on no fold: computed once, they give
+    exactly the fold scores of the SmallPixels pipeline cross-validated whole."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    import sktransfer.selection as selection
+
+    X, y = data
+    calls = []
+    real = selection.prepare_image
+    monkeypatch.setattr(
+        selection, "prepare_image", lambda *a: calls.append(1) or real(*a)
+    )
+    result = rank_backbones(X, y, ["test-cnn"], cv=4, verbose=False)
+    assert len(calls) == len(X)  # once per image, not once per fold
+    folds = StratifiedKFold(4, shuffle=True, random_state=0)
+    whole = cross_val_score(selection._baseline("image", False), X, y, cv=folds)
+    np.testing.assert_array_equal(result.fold_scores_["baseline"], whole)
