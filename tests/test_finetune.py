@@ -338,7 +338,9 @@ def test_checkpoint_resume(images, tmp_path):
     assert len(resumed.history) == 4 and resumed.history[-1, "epoch"] == 4
     done = make(checkpoint_dir=tmp_path, max_epochs=4).fit(X, y)  # nothing left
     assert len(done.history) == 4
-    np.testing.assert_allclose(done.predict_proba(X), resumed.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(
+        done.predict_proba(X), resumed.predict_proba(X), atol=1e-6
+    )
 
 
 RESUME_CHILD = """
@@ -392,7 +394,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(
 
     killed = child(str(folder), 4, tmp_path / "never.npy")
     assert killed.returncode == -9, killed.stderr
-    assert sorted(p.name for p in folder.glob("resume-epoch*.pt")) == ["resume-epoch3.pt"]
+    assert sorted(p.name for p in folder.glob("resume-epoch*.pt")) == [
+        "resume-epoch3.pt"
+    ]
     resumed = child(str(folder), 0, tmp_path / "resumed.npy")
     straight = child("-", 0, tmp_path / "straight.npy")
     assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr
