@@ -107,7 +107,9 @@ class LoadResume(Callback):
         if len(net.history) != 0 or not files:
             return
         path = files[-1][1]
-        state = torch.load(path, map_location=net._resolved_device(), weights_only=True)
+        # on the CPU: the RNG states must be CPU tensors; load_state_dict copies
+        # the weights and the optimizer's state to where the parameters are
+        state = torch.load(path, map_location="cpu", weights_only=True)
         module = net._plain_module()
         module.load_state_dict(state["module"])
         trainable = set(state["trainable"])
