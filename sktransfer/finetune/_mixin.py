@@ -170,6 +170,10 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         self._targets_before_fit()
         return super().initialize()
 
+    def _attach_target_scaling(self, module: nn.Module) -> None:
+        """Keep what maps the module's outputs to ``y``'s units on the module
+        (the regressor's standardisation; nothing for the classifier)."""
+
     def initialize_module(self):
         n_out = self._n_outputs()
         if self.strategy == "head":
@@ -196,8 +200,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             }
             module = self.initialized_instance(self.module, kwargs)
             apply_strategy(module, self.strategy, self.n_blocks)
-        if hasattr(self, "_attach_target_scaling"):  # the regressor's
-            self._attach_target_scaling(module)
+        self._attach_target_scaling(module)
         self.module_ = module.to(self._resolved_device())
         return self
 
