@@ -551,3 +551,15 @@ def test_load_params_runs_no_code_from_a_crafted_file(images, tmp_path):
     with pytest.raises(WeightsNotFoundError, match="never unpickles arbitrary code"):
         load_state_dict(bad)  # and our own weights loader (weights=)
     assert not marker.exists()
+
+
+def test_save_params_with_safetensors_works_for_a_convnet(images, tmp_path):
+    """skorch's use_safetensors=True refused channels_last conv weights
+    ("non contiguous tensor")."""
+    X, y = images
+    clf = make(strategy="full").fit(X, y)
+    path = tmp_path / "p.safetensors"
+    clf.save_params(f_params=path, use_safetensors=True)
+    fresh = make(strategy="full", classes=clf.classes_.tolist()).initialize()
+    fresh.load_params(f_params=path, use_safetensors=True)
+    np.testing.assert_allclose(fresh.predict_proba(X), clf.predict_proba(X), atol=1e-6)

@@ -49,6 +49,15 @@ class BatchAugment(nn.Module):
         return torch.stack(out)
 
 
+def _contiguous_state(module, state_dict, prefix, local_metadata) -> None:
+    """A convnet's channels_last weights are not ``is_contiguous()`` tensors,
+    and safetensors (skorch's ``save_params(use_safetensors=True)``) refuses
+    those: the state dict holds contiguous copies of them (only of them)."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and not value.is_contiguous():
+            state_dict[key] = value.contiguous()
+
+
 class TransferModule(nn.Module):
     """``features -> dropout -> linear head``, with an optional input augmentation.
 
@@ -73,6 +82,7 @@ class TransferModule(nn.Module):
         self.backbone = features
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(n_features, n_outputs)
+        self.register_state_dict_post_hook(_contiguous_state)
 
     def forward(self, X=None, **kwargs):
         if X is None:  # text: input_ids, attention_mask
