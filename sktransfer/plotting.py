@@ -150,7 +150,10 @@ class LearningCurvesDisplay:
                 axes[1].plot(self.epochs, values, marker="o", label=name)
             axes[1].set_xlabel("epoch")
             axes[1].set_ylabel("validation score")
+        from matplotlib.ticker import MaxNLocator
+
         for a in axes[:n_panels]:
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
             if self.best_epoch is not None:
                 a.axvline(self.best_epoch, color="grey", ls="--", lw=1)
             a.grid(alpha=0.3)

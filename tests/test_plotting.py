@@ -150,4 +150,9 @@ def test_learning_curves_keep_their_labels_on_the_canvas_one_accuracy_line(rng):
     labels = [line.get_label() for line in d.axes_[1].get_lines()]
     assert [x for x in labels if not x.startswith("_")] == ["valid_acc"]
     assert _inside_canvas(d.figure_) == []
+    for ax in d.axes_:  # whole epochs only, no 0.5
+        ticks = [
+            t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]
+        ]
+        assert all(float(t).is_integer() for t in ticks)
     plt.close(d.figure_)
