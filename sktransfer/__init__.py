@@ -10,6 +10,7 @@ from sktransfer._state import clear_caches
 from sktransfer.backbones import list_backbones
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
 from sktransfer.selection import rank_backbones
+from sktransfer.zeroshot import ZeroShotClassifier
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,7 @@ __all__ = [
     "FineTunedRegressor",
     "MemoryCache",
     "PretrainedFeatureExtractor",
+    "ZeroShotClassifier",
     "__version__",
     "clear_caches",
     "list_backbones",
