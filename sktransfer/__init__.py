@@ -7,6 +7,7 @@ Pretrained image and text backbones as scikit-learn transformers
 from sktransfer._cache import DiskCache, MemoryCache, memory_cache
 from sktransfer._extractor import PretrainedFeatureExtractor
 from sktransfer._state import clear_caches
+from sktransfer.adapt import domain_shift
 from sktransfer.backbones import list_backbones
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
 from sktransfer.selection import rank_backbones
@@ -23,6 +24,7 @@ __all__ = [
     "ZeroShotClassifier",
     "__version__",
     "clear_caches",
+    "domain_shift",
     "list_backbones",
     "memory_cache",
     "rank_backbones",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LearningCurvesDisplay", "RankingDisplay"]
+__all__ = ["DomainShiftDisplay", "LearningCurvesDisplay", "RankingDisplay"]
 
 _LOSSES = ("train_loss", "valid_loss")
 
@@ -271,4 +271,73 @@ class RankingDisplay:
         ax.set_xlabel(f"cross-validated probe {self.scoring}")
         ax.set_ylabel("candidate")
         self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+class DomainShiftDisplay:
+    """A domain-shift report drawn: the domain classifier's scores and the
+    distances of target samples to the source.
+
+    Parameters
+    ----------
+    report : DomainShiftReport
+        What :func:`sktransfer.domain_shift` returned.
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    axes_ : ndarray of matplotlib Axes
+        The domain-score histogram, then the distance histogram.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sktransfer import domain_shift
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> display = domain_shift(X[:100], X[100:] + 2).plot()
+    >>> len(display.axes_)
+    2
+    """
+
+    def __init__(self, report):
+        self.report = report
+
+    @classmethod
+    def from_report(cls, report, ax=None):
+        """Build the display and draw it (``ax``: two Axes, or None)."""
+        return cls(report).plot(ax=ax)
+
+    def plot(self, ax=None):
+        """Draw on two Axes (new ones when ``ax`` is None); returns ``self``."""
+        import matplotlib.pyplot as plt
+
+        r = self.report
+        if ax is None:
+            _, ax = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+        ax = np.asarray(ax).ravel()
+        scores = r.domain_scores
+        bins = np.linspace(0, 1, 26)
+        ax[0].hist(scores[: r.n_source], bins=bins, alpha=0.6, label="source")
+        ax[0].hist(scores[r.n_source :], bins=bins, alpha=0.6, label="target")
+        low, high = r.auc_interval
+        ax[0].set(
+            xlabel="domain classifier: P(target)",
+            ylabel="samples",
+            title=f"ROC AUC {r.auc:.2f} ({low:.2f}-{high:.2f})",
+        )
+        ax[0].legend()
+        top = max(r.source_distances.max(), r.target_distances.max())
+        dbins = np.linspace(0, top, 31)
+        ax[1].hist(r.source_distances, bins=dbins, alpha=0.6, label="source")
+        ax[1].hist(r.target_distances, bins=dbins, alpha=0.6, label="target")
+        ax[1].axvline(r.far_threshold, color="k", ls="--", lw=1)
+        ax[1].set(
+            xlabel="distance to the nearest source class",
+            title=f"{r.far_fraction:.0%} of target far from the source",
+        )
+        ax[1].legend()
+        self.figure_, self.axes_ = ax[0].figure, ax
+        ax[0].figure.suptitle(r.verdict)
         return self

@@ -49,12 +49,37 @@ class OriginalLabelScorer:
 
     def __call__(self, net, X, y):
         y = np.asarray(y)
-        if hasattr(net, "label_encoder_"):
+        if hasattr(net, "label_encoder_") and (y < 0).any():
+            # unlabelled target rows (adaptation=): scored on the source rows
+            net, y = _SourceRows(net, y >= 0), y[y >= 0]
+        if hasattr(net, "label_encoder_") or isinstance(net, _SourceRows):
             y = net.classes_[y.astype(int)]
         elif hasattr(net, "_original_y"):  # the regressor's standardised targets
             y = net._original_y(y)
         scorer = get_scorer(self.scoring) if isinstance(self.scoring, str) else None
         return (scorer or self.scoring)(net, X, y)
+
+
+class _SourceRows:
+    """The net seen through its predictions on the labelled rows only.
+
+    skorch's ``EpochScoring`` replays the validation predictions it cached,
+    all rows in order, whatever ``X`` it is given: so the rows are dropped
+    from the predictions, not from ``X``.
+    """
+
+    def __init__(self, net, keep: np.ndarray):
+        self.net, self.keep = net, keep
+        self.classes_ = net.classes_
+
+    def __sklearn_tags__(self):
+        return self.net.__sklearn_tags__()
+
+    def predict(self, X):
+        return self.net.predict(X)[self.keep]
+
+    def predict_proba(self, X):
+        return self.net.predict_proba(X)[self.keep]
 
 
 class GradScaling(Callback):

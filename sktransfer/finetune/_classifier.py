@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
@@ -11,6 +13,9 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from sktransfer._inputs import check_y_missing
+from sktransfer.adapt._domains import is_unlabeled
+from sktransfer.adapt._labeled import labeled_part
+from sktransfer.finetune._adaptation import UNLABELED_INDEX, parse_adaptation
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
 from sktransfer.finetune._params import check_split
@@ -72,6 +77,20 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         them toward the pretrained ``w0`` instead of toward zero. 0 disables it.
     dropout : float, default=0.1
         Dropout before the head.
+    adaptation : str or None, default=None
+        Adapt to unlabelled target rows given in the same ``fit`` with the
+        label ``-1`` (scikit-learn's semi-supervised convention; with string
+        labels, an object array holding ``-1``): ``"dann"`` (a domain
+        classifier behind gradient reversal), ``"coral"`` (Deep CORAL,
+        feature covariances aligned per batch), ``"entropy"`` (target
+        predictions made confident), or several joined by ``+``. Training
+        batches then mix both domains (no length grouping). The validation
+        split, the probe start and the best epoch read source labels only, so
+        no target label is used to choose (epoch 0, the source-only probe,
+        stays a candidate). Not with ``strategy="head"``: frozen features are
+        adapted by the transformers of :mod:`sktransfer.adapt` instead.
+    adaptation_weight : float, default=1.0
+        Weight of the adaptation terms beside the classification loss.
     label_smoothing : float, default=0.0
     class_weight : dict, "balanced" or None, default=None
         Loss weights per class, as in scikit-learn.
@@ -189,6 +208,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         dropout=0.1,
         label_smoothing=0.0,
         class_weight=None,
+        adaptation=None,
+        adaptation_weight=1.0,
         augment="auto",
         valid_size=0.1,
         scoring="accuracy",
@@ -230,6 +251,8 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
+        self.adaptation = adaptation
+        self.adaptation_weight = adaptation_weight
         self.augment = augment
         self.valid_size = valid_size
         self.scoring = scoring
@@ -253,8 +276,25 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             kwargs["label_smoothing"] = self.label_smoothing
         return kwargs
 
+    def _labeled_rows(self, y_true):
+        if not parse_adaptation(self.adaptation):
+            return None
+        return y_true >= 0
+
     def _prepare_y(self, y, classes, keep: bool):
         y = check_y_missing(y)
+        target = None
+        if parse_adaptation(self.adaptation):
+            target = is_unlabeled(y)
+            if not target.any():
+                warnings.warn(
+                    f"adaptation={self.adaptation!r} but y has no unlabelled target "
+                    "row (label -1): there is nothing to adapt to, so this fit is "
+                    "source-only.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            y = labeled_part(y, ~target)
         check_classification_targets(y)
         if classes is None:
             classes = self.classes  # skorch's parameter: the labels, if known
@@ -281,11 +321,24 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             )
         self._y_encoded_ = self.label_encoder_.transform(y).astype(np.int64)
         check_split(self, self._y_encoded_, classes)
+        if target is not None and target.any():
+            encoded = np.full(len(target), UNLABELED_INDEX, dtype=np.int64)
+            encoded[~target] = self._y_encoded_
+            return encoded
         return self._y_encoded_
 
     def _encode_y(self, y) -> np.ndarray:
         """Labels as the network sees them (a validation set's, say)."""
         y = check_y_missing(y)
+        if parse_adaptation(self.adaptation):
+            target = is_unlabeled(y)
+            if target.any():
+                encoded = np.full(len(target), UNLABELED_INDEX, dtype=np.int64)
+                encoded[~target] = self._encode_y_labeled(labeled_part(y, ~target))
+                return encoded
+        return self._encode_y_labeled(y)
+
+    def _encode_y_labeled(self, y) -> np.ndarray:
         unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unknown:
             raise ValueError(

@@ -34,6 +34,7 @@ from sktransfer._inputs import Samples, check_texts
 from sktransfer._runtime import autocast, resolve_precision
 from sktransfer.backbones._features import build_feature_model
 from sktransfer.exceptions import InputError
+from sktransfer.finetune._adaptation import adaptation_loss, parse_adaptation
 from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbacks
 from sktransfer.finetune._data import (
     LengthGroupedBatchSampler,
@@ -96,6 +97,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if training and generator is not None:  # seeded shuffling (random_state)
             kwargs.setdefault("generator", generator)
         lengths = getattr(base, "lengths", None)
+        if parse_adaptation(getattr(self, "adaptation", None)):
+            lengths = None  # batches must mix source and target rows
         if training and lengths is not None and kwargs.get("shuffle", True):
             # texts: batches of similar length (less padding), in random order
             if isinstance(dataset, Subset):
@@ -198,6 +201,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 "augment": augment,
                 **self.get_params_for("module"),
             }
+            if "dann" in parse_adaptation(getattr(self, "adaptation", None)):
+                kwargs.setdefault("domain_head", True)
             module = self.initialized_instance(self.module, kwargs)
             apply_strategy(module, self.strategy, self.n_blocks)
         self._attach_target_scaling(module)
@@ -236,8 +241,27 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         self.grad_scaler_ = torch.amp.GradScaler(device.type) if fp16 else None
         return self
 
+    def _labeled_rows(self, y_true):
+        """Mask of the labelled rows of a batch when unlabelled target rows
+        take part in ``fit`` (``adaptation=``), else ``None``."""
+        return None
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        labeled = self._labeled_rows(y_true)
+        if labeled is None:
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        else:
+            loss = (
+                super().get_loss(
+                    y_pred[labeled], y_true[labeled], X=X, training=training
+                )
+                if bool(labeled.any())
+                else y_pred.sum() * 0.0  # a batch of target rows only
+            )
+            if training:
+                loss = loss + adaptation_loss(self, y_pred, labeled)
+        if training:  # features are read by the adaptation terms only
+            self._plain_module().__dict__.pop("last_features", None)
         if training and self.l2sp and self.strategy != "head":
             pretrained = self._load_backbone().on_device(self._resolved_device())
             inner = self._plain_module().backbone.sktransfer_inner

@@ -74,14 +74,35 @@ class TransferModule(nn.Module):
         Dropout before the head.
     augment : nn.Module or None
         Applied to image batches in train mode.
+    domain_head : bool
+        Add DANN's domain classifier (``adaptation="dann"``) as ``domain``.
+
+    Attributes
+    ----------
+    last_features : Tensor or None
+        The features of the last training batch (read by the adaptation
+        losses; ``None`` in eval mode).
     """
 
-    def __init__(self, features, n_features, n_outputs, dropout=0.0, augment=None):
+    def __init__(
+        self,
+        features,
+        n_features,
+        n_outputs,
+        dropout=0.0,
+        augment=None,
+        domain_head=False,
+    ):
         super().__init__()
         self.augment = augment
         self.backbone = features
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(n_features, n_outputs)
+        if domain_head:
+            from sktransfer.finetune._adaptation import DomainClassifier
+
+            self.domain = DomainClassifier(n_features)
+        self.last_features = None
         self.register_state_dict_post_hook(_contiguous_state)
 
     def forward(self, X=None, **kwargs):
@@ -91,7 +112,9 @@ class TransferModule(nn.Module):
             if self.augment is not None:
                 X = self.augment(X)
             feats = self.backbone(X)
-        return self.head(self.dropout(feats.float()))
+        feats = feats.float()
+        self.last_features = feats if self.training else None
+        return self.head(self.dropout(feats))
 
     def train(self, mode: bool = True):
         super().train(mode)

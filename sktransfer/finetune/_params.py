@@ -25,6 +25,7 @@ from sktransfer._compat import (
     validate_parameter_constraints,
 )
 from sktransfer.backbones._spec import BackboneSpec
+from sktransfer.finetune._adaptation import parse_adaptation
 from sktransfer.finetune._module import TransferModule
 from sktransfer.finetune._strategies import STRATEGIES
 
@@ -66,6 +67,8 @@ _COMMON = {
 _CLASSIFIER = {
     "label_smoothing": [Interval(Real, 0, 1, closed="left")],
     "class_weight": [None, dict, StrOptions({"balanced"})],
+    "adaptation": [None, str],
+    "adaptation_weight": [Interval(Real, 0, None, closed="left")],
 }
 
 
@@ -100,6 +103,13 @@ def check_params(net, classifier: bool) -> None:
         raise TypeError(
             f"The 'callbacks' parameter of {name} must be None or a list of skorch "
             f"callbacks (or (name, callback) pairs). Got {net.callbacks!r} instead."
+        )
+    if classifier and parse_adaptation(net.adaptation) and net.strategy == "head":
+        raise ValueError(
+            f"{name}: adaptation={net.adaptation!r} trains the backbone's features, "
+            "but strategy='head' keeps them frozen. Use strategy='last_n' or "
+            "'full', or adapt frozen features with sktransfer.adapt (e.g. "
+            "make_pipeline(extractor, CORAL(), LabeledOnly(LogisticRegression())))."
         )
     module = params.get("module", TransferModule)
     if not (isinstance(module, type) and issubclass(module, TransferModule)):

@@ -228,7 +228,12 @@ class ProbeStart(Callback):
         if not isinstance(head, nn.Linear):
             why = f"the head is a {type(head).__name__}, not an nn.Linear"
         else:
-            weights = probe_weights(net, *frozen_features(net, dataset))
+            features, y = frozen_features(net, dataset)
+            labeled = net._labeled_rows(torch.as_tensor(np.asarray(y)))
+            if labeled is not None:  # adaptation: the probe learns from source rows
+                keep = labeled.numpy()
+                features, y = features[keep], np.asarray(y)[keep]
+            weights = probe_weights(net, features, y)
             if weights is None:
                 why = "the probe's output does not match the head (a class missing?)"
         if why is not None:

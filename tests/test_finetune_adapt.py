@@ -1,0 +1,120 @@
+"""The fine-tuners' adaptation= (issue 19): DANN, Deep CORAL, entropy, on
+unlabelled target rows labelled -1 in the same fit."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sktransfer import FineTunedClassifier
+from sktransfer.finetune._adaptation import coral_loss, grad_reverse, parse_adaptation
+
+
+@pytest.fixture
+def shifted_images(images):
+    X, y = images
+    target = X[:16].copy()
+    target[..., 2] = np.clip(target[..., 2].astype(int) + 90, 0, 255)  # bluer
+    labels = np.r_[y.astype(object), np.full(16, -1, dtype=object)]
+    return np.concatenate([X, target]), labels
+
+
+def _fit(X, y, **kwargs):
+    params = {"strategy": "full", "max_epochs": 2, "random_state": 0, **kwargs}
+    return FineTunedClassifier("test-cnn", **params).fit(X, y)
+
+
+@pytest.mark.parametrize("adaptation", ["dann", "coral", "entropy", "dann+coral"])
+def test_each_adaptation_fits_with_string_labels_and_minus_one(
+    shifted_images, adaptation
+):
+    X, y = shifted_images
+    clf = _fit(X, y, adaptation=adaptation)
+    assert clf.classes_.tolist() == ["cat", "dog"]  # -1 is never a class
+    assert set(clf.predict(X)) <= {"cat", "dog"}
+    # LP-FT's start and the best-epoch rule still work, on source rows only
+    assert clf.start_scores_ is not None and "valid_acc" in clf.start_scores_
+    assert clf.best_epoch_ in (0, 1, 2)
+    assert np.isfinite(clf.history[:, "train_loss"]).all()
+    pickle.loads(pickle.dumps(clf))  # no training tensor left on the module
+
+
+def test_adaptation_changes_training_and_dann_trains_its_domain_head(shifted_images):
+    X, y = shifted_images
+    plain = _fit(X[:24], y[:24].astype(str), valid_size=None, head_init="random")
+    dann = _fit(X, y, adaptation="dann", valid_size=None, head_init="random")
+    assert hasattr(dann.module_, "domain") and not hasattr(plain.module_, "domain")
+    start = FineTunedClassifier(
+        "test-cnn", strategy="full", adaptation="dann", random_state=0,
+        max_epochs=1, valid_size=None, head_init="random", classes=["cat", "dog"],
+    ).initialize()  # fmt: skip
+    before = start.module_.domain.net[0].weight.detach().clone()
+    start.partial_fit(X, y)
+    assert not torch.equal(before, start.module_.domain.net[0].weight)
+    p_plain, p_dann = plain.predict_proba(X), dann.predict_proba(X)
+    assert not np.allclose(p_plain, p_dann)
+
+
+def test_target_rows_do_not_enter_the_classification_loss(shifted_images):
+    """The loss is cross-entropy on the source rows plus the weighted terms."""
+    X, y = shifted_images
+    clf = _fit(X, y, adaptation="entropy", max_epochs=1)
+    logits = torch.randn(6, 2)
+    y_true = torch.tensor([0, 1, -100, -100, 1, -100])
+    source = y_true >= 0
+    ce = torch.nn.functional.cross_entropy(logits[source], y_true[source])
+    clf.set_params(adaptation_weight=0.0)
+    assert float(clf.get_loss(logits, y_true, training=True)) == pytest.approx(float(ce))
+    clf.set_params(adaptation_weight=2.0)
+    p = torch.softmax(logits[~source], 1)
+    entropy = -(p * p.log()).sum(1).mean()
+    both = clf.get_loss(logits, y_true, training=True)
+    assert float(both) == pytest.approx(float(ce + 2.0 * entropy), rel=1e-5)
+    only_target = clf.get_loss(logits[~source], y_true[~source], training=True)
+    assert np.isfinite(float(only_target))  # a batch with no source row
+
+
+def test_texts_adapt_with_batches_that_mix_domains():
+    texts = ["good", "great", "bad", "awful"] * 4 + ["fine film!", "a dud..."] * 4
+    y = np.array(["pos", "pos", "neg", "neg"] * 4 + [-1, -1] * 4, dtype=object)
+    clf = FineTunedClassifier(
+        "test-text", strategy="full", max_epochs=1, adaptation="coral",
+        random_state=0, valid_size=None,
+    ).fit(texts, y)  # fmt: skip
+    it = clf.get_iterator(clf.get_dataset(texts, clf._prepare_y(y, None, True)), True)
+    assert it.batch_sampler is None or not hasattr(it.batch_sampler, "lengths")
+    assert clf.predict(texts[:2]).tolist()[0] in ("pos", "neg")
+
+
+def test_adaptation_errors_and_warnings(shifted_images):
+    X, y = shifted_images
+    with pytest.raises(ValueError, match="one or more of"):
+        _fit(X, y, adaptation="mmd-ish")
+    with pytest.raises(ValueError, match="strategy='head' keeps them frozen"):
+        _fit(X, y, adaptation="dann", strategy="head")
+    with pytest.raises(ValueError, match="'adaptation_weight' parameter"):
+        _fit(X, y, adaptation="dann", adaptation_weight=-1.0)
+    with pytest.warns(UserWarning, match="no unlabelled target row"):
+        _fit(X[:24], y[:24].astype(str), adaptation="dann", max_epochs=1)
+
+
+def test_without_adaptation_minus_one_is_an_ordinary_label(images):
+    X, _ = images
+    y = np.array([-1, 1] * 12)
+    clf = _fit(X, y, max_epochs=1)
+    assert clf.classes_.tolist() == [-1, 1]
+
+
+def test_gradient_reversal_and_coral_loss():
+    x = torch.ones(3, requires_grad=True)
+    grad_reverse(x, 0.5).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), -0.5)
+    a = torch.randn(50, 4)
+    assert float(coral_loss(a, a)) == pytest.approx(0.0, abs=1e-7)
+    assert float(coral_loss(a, 3 * a)) > 0
+    assert parse_adaptation("dann+entropy") == ("dann", "entropy")
+    with pytest.raises(ValueError):
+        parse_adaptation("dann+dann")
