@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - exercised only on a future sklearn
         return decorator
 
 
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -47,5 +48,6 @@ __all__ = [
     "_check_y",
     "_fit_context",
     "_num_samples",
+    "_safe_indexing",
     "validate_parameter_constraints",
 ]

@@ -3,9 +3,7 @@ label-free scorers and the refit rule (issue 19)."""
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -30,24 +28,14 @@ from sktransfer.adapt import (
     is_unlabeled,
     source_only_unless_better,
 )
+from sktransfer.adapt import datasets as shifted
 
 matplotlib.use("Agg")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shifted():
-    spec = importlib.util.spec_from_file_location(
-        "shifted", ROOT / "benchmarks" / "shifted.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def digit_pair():
     """Handwritten vs. font-rendered digits, as raw 64-pixel features."""
-    shifted = _shifted()
     Hs, hy = shifted.handwritten_digits()
     Fd, fy = shifted.font_digits(n_per_font=2)
     return (

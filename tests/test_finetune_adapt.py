@@ -67,7 +67,9 @@ def test_target_rows_do_not_enter_the_classification_loss(shifted_images):
     source = y_true >= 0
     ce = torch.nn.functional.cross_entropy(logits[source], y_true[source])
     clf.set_params(adaptation_weight=0.0)
-    assert float(clf.get_loss(logits, y_true, training=True)) == pytest.approx(float(ce))
+    assert float(clf.get_loss(logits, y_true, training=True)) == pytest.approx(
+        float(ce)
+    )
     clf.set_params(adaptation_weight=2.0)
     p = torch.softmax(logits[~source], 1)
     entropy = -(p * p.log()).sum(1).mean()

@@ -198,7 +198,7 @@ def test_same_seed_same_model(faces):
 def test_text_probe_start(texts):
     X, y = texts
     clf = FineTunedClassifier(
-        "test-text", strategy="full", max_epochs=1, valid_size=0.25, random_state=0
+        "test-text", strategy="full", max_epochs=1, valid_size=2, random_state=0
     ).fit(X, y)
     assert set(clf.start_scores_) == {"valid_loss", "valid_acc"}
     assert clf.best_epoch_ in (0, 1)

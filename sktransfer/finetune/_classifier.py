@@ -18,7 +18,6 @@ from sktransfer.adapt._labeled import labeled_part
 from sktransfer.finetune._adaptation import UNLABELED_INDEX, parse_adaptation
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
-from sktransfer.finetune._params import check_split
 
 __all__ = ["FineTunedClassifier"]
 
@@ -276,6 +275,9 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
             kwargs["label_smoothing"] = self.label_smoothing
         return kwargs
 
+    def _split_targets(self, y_ready):
+        return self._y_encoded_, len(self.classes_)
+
     def _labeled_rows(self, y_true):
         if not parse_adaptation(self.adaptation):
             return None
@@ -320,7 +322,6 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
                 f"{classes.tolist()}). Pass every label in classes=, or fit anew."
             )
         self._y_encoded_ = self.label_encoder_.transform(y).astype(np.int64)
-        check_split(self, self._y_encoded_, classes)
         if target is not None and target.any():
             encoded = np.full(len(target), UNLABELED_INDEX, dtype=np.int64)
             encoded[~target] = self._y_encoded_

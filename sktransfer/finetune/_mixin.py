@@ -16,6 +16,7 @@ import contextlib
 import copy
 import os
 import tempfile
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -46,6 +47,7 @@ from sktransfer.finetune._module import BatchAugment
 from sktransfer.finetune._params import callbacks_ok, check_params
 from sktransfer.finetune._regularizers import l2sp_penalty
 from sktransfer.finetune._resume import resume_epochs
+from sktransfer.finetune._small_data import choose_epochs, too_small_reason
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
 __all__ = ["FineTuneMixin"]
@@ -312,7 +314,26 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
 
     def fit(self, X, y=None, **fit_params):
         keep = self.warm_start and getattr(self, "initialized_", False)
-        y = self._check_fit_input(X, y, None, fit_params, keep)
+        y_ready = self._check_fit_input(X, y, None, fit_params, keep)
+        self.cv_epoch_losses_ = None
+        if not isinstance(X, Dataset):
+            reason = too_small_reason(self, *self._split_targets(y_ready))
+            if reason is not None and keep:  # nothing to choose: the weights stay
+                raise ValueError(
+                    f"{reason}; a warm start or partial_fit keeps every class of "
+                    "the first fit. Pass valid_size=None to train on every sample, "
+                    "or add samples."
+                )
+            if reason is not None:
+                return self._fit_few(X, y, y_ready, reason, fit_params)
+        return self._fit_prepared(X, y_ready, keep, fit_params)
+
+    def _split_targets(self, y_ready):
+        """What a validation split is drawn from, and the number of classes
+        (None for regression)."""
+        return y_ready, None
+
+    def _fit_prepared(self, X, y, keep, fit_params):
         done = 0 if keep else resume_epochs(self)
         if done and "epochs" not in fit_params:  # resume: to max_epochs, not past
             fit_params["epochs"] = max(self.max_epochs - done, 0)
@@ -322,6 +343,47 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 return super().fit(X, y, **fit_params)
         finally:
             self._in_fit_ = False
+
+    def _fit_few(self, X, y, y_ready, reason, fit_params):
+        """Too few samples for ``valid_size`` to choose the epoch: choose it
+        by cross-validation, then train on every sample (``_small_data``)."""
+        name = type(self).__name__
+        if parse_adaptation(getattr(self, "adaptation", None)):
+            epochs, curve, how = (
+                self.max_epochs,
+                [],
+                (
+                    "training without validation for max_epochs (adaptation: no "
+                    "cross-validated choice)"
+                ),
+            )
+        else:
+            epochs, curve = choose_epochs(self, X, y, *self._split_targets(y_ready))
+            how = (
+                f"{epochs} epoch(s), chosen by cross-validation on the training "
+                "data (validation loss of every epoch, 0 = the linear probe alone)"
+                if curve
+                else "the linear probe alone (nothing can be held out)"
+            )
+        warnings.warn(
+            f"{name}: {reason}, so it trains on every sample for {how}. Pass "
+            "valid_size=None to train max_epochs epochs without a choice, or "
+            "add samples.",
+            UserWarning,
+            stacklevel=3,
+        )
+        saved = self.valid_size
+        self.valid_size = None
+        self._fixed_epoch_ = epochs
+        try:
+            fit_params.setdefault("epochs", max(epochs, 1))
+            self._fit_prepared(X, y_ready, False, fit_params)
+        finally:
+            self.valid_size = saved
+            self.__dict__.pop("_fixed_epoch_", None)
+        self.best_epoch_ = epochs
+        self.cv_epoch_losses_ = curve or None
+        return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         if getattr(self, "_in_fit_", False):

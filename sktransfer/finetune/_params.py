@@ -29,7 +29,7 @@ from sktransfer.finetune._adaptation import parse_adaptation
 from sktransfer.finetune._module import TransferModule
 from sktransfer.finetune._strategies import STRATEGIES
 
-__all__ = ["callbacks_ok", "check_params", "check_split", "constraints", "n_valid"]
+__all__ = ["callbacks_ok", "check_params", "constraints", "n_valid"]
 
 
 _COMMON = {
@@ -138,39 +138,3 @@ def n_valid(valid_size, n_samples: int) -> int:
     if isinstance(valid_size, Integral):
         return int(valid_size)
     return int(np.ceil(valid_size * n_samples))
-
-
-def check_split(net, y_encoded: np.ndarray, classes) -> None:
-    """A stratified validation split needs enough samples of every class; the
-    error proposes a ``valid_size`` that works (or None)."""
-    if not net.valid_size or classes is None:
-        return
-    n, k = len(y_encoded), len(classes)
-    counts = np.bincount(y_encoded, minlength=k)
-    if counts.min() < 2:
-        rare = [
-            f"{label!r}: {count}"
-            for label, count in zip(np.asarray(classes).tolist(), counts, strict=True)
-            if count < 2
-        ][:5]
-        absent = " (a warm start or partial_fit keeps every class of the first fit)"
-        raise ValueError(
-            f"valid_size={net.valid_size} holds out a stratified validation split, "
-            f"which needs at least 2 samples of every class; samples per class: "
-            f"{', '.join(rare)}{absent if counts.min() == 0 else ''}. Pass "
-            "valid_size=None to train on every sample, or add samples."
-        )
-    held = n_valid(net.valid_size, n)
-    if held < k or n - held < k:  # every class has 2 samples, so n >= 2k
-        leaves = (
-            f"holds out {held} samples, but there are {n}"
-            if held >= n
-            else f"of {n} samples leaves {held} for validation and {n - held} for "
-            "training"
-        )
-        raise ValueError(
-            f"valid_size={net.valid_size} {leaves}, but a stratified split "
-            f"needs at least one per class ({k} classes). Pass valid_size={k} "
-            f"(one sample per class), a fraction in [{k / n:.3g}, "
-            f"{(n - k) / n:.3g}], or valid_size=None to train on every sample."
-        )

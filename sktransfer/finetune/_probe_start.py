@@ -198,6 +198,8 @@ class ProbeStart(Callback):
         self.pending_ = False
         if net.head_init != "random":
             self._init_head(net, dataset_train)
+        if getattr(net, "_fixed_epoch_", None) == 0:  # few samples: the probe wins
+            self.best_ = (0.0, 0, copy.deepcopy(net._plain_module().state_dict()))
         if dataset_valid is None:
             return
         scores = self._score(net, dataset_valid)

@@ -1,4 +1,7 @@
-"""Two shifted pairs built from data that ships in packages (issue 19).
+"""Shifted pairs built from data that ships in packages: same labels, another style.
+
+Used by the domain-shift benchmark, the guide and the tests; nothing is
+downloaded.
 
 * **digits**: scikit-learn's handwritten 8x8 digits (source) against digits
   rendered from the fonts that ship with matplotlib (DejaVu, STIX, Computer
@@ -35,8 +38,18 @@ FONTS = (
 )  # fmt: skip
 
 
+__all__ = ["font_digits", "handwritten_digits", "wordnet_verbs"]
+
+
 def handwritten_digits():
-    """scikit-learn's digits as ``(uint8 images (n, 8, 8), labels)``."""
+    """scikit-learn's digits as ``(uint8 images (n, 8, 8), labels)``.
+
+    Examples
+    --------
+    >>> X, y = handwritten_digits()
+    >>> X.shape, X.dtype.name, int(X.max())
+    ((1797, 8, 8), 'uint8', 255)
+    """
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -53,6 +66,12 @@ def font_digits(n_per_font: int = 5, seed: int = 0):
     Each (font, digit) is drawn ``n_per_font`` times with a random rotation
     (±12°), stroke width and aspect, then binarised at 32x32 and block-counted
     as the UCI originals were. Returns ``(uint8 images (n, 8, 8), labels)``.
+
+    Examples
+    --------
+    >>> X, y = font_digits(n_per_font=1)
+    >>> X.shape, sorted(set(y.tolist())) == list(range(10))
+    ((200, 8, 8), True)
     """
     import matplotlib
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -94,7 +113,8 @@ def wordnet_verbs(path: Path = WORDNET, seed: int = 0):
 
     Synsets with usage examples are split in two at random: the definitions
     of one half and of every synset without examples are the source, the
-    examples (one per synset) of the other half the target.
+    examples (one per synset) of the other half the target. Needs Debian's
+    ``wordnet-base`` (``/usr/share/wordnet``).
     """
     if not path.exists():
         raise FileNotFoundError(

@@ -1,0 +1,241 @@
+"""Domain shift on two packaged pairs: diagnosis, then every adaptation method.
+
+Pairs (``sktransfer.adapt.datasets``): handwritten 8x8 digits -> font-rendered digits
+(EfficientNet-Lite0 features), WordNet verb definitions -> usage examples
+(all-MiniLM-L6-v2 features). Protocol, per pair: 5 folds over the target;
+each fold's other target rows are the unlabelled target of ``fit`` (label
+-1), the fold itself is the test set; target labels are read only to score
+the test fold and for the in-domain reference row (a head trained on the
+other folds' target labels). The row "chosen" is a ``GridSearchCV`` over
+every frozen method, scored by ``ImportanceWeightedScorer`` (no target
+label) and refit by ``source_only_unless_better``. Fine-tuning rows (WordNet
+only, one fold, 2 epochs: full fine-tuning of EfficientNet-Lite0 at 224 px
+is out of reach on this CPU) compare source-only with each ``adaptation=``
+and their seconds per epoch. ``python benchmarks/bench_domain_shift.py``;
+``BENCH_QUICK=1`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+from _common import QUICK, machine, write_result
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.semi_supervised import SelfTrainingClassifier
+
+from sktransfer import FineTunedClassifier, PretrainedFeatureExtractor, domain_shift
+from sktransfer.adapt import (
+    CORAL,
+    DomainStandardScaler,
+    ImportanceWeightedScorer,
+    LabeledOnly,
+    source_only_unless_better,
+)
+from sktransfer.adapt import (
+    datasets as shifted,
+)
+
+FOLDS = 2 if QUICK else 5
+
+
+def head():
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+
+
+def self_training():
+    return SelfTrainingClassifier(head(), threshold=0.9, max_iter=5)
+
+
+METHODS = {
+    "source_only": lambda: LabeledOnly(head()),
+    "standardise": lambda: make_pipeline(DomainStandardScaler(), LabeledOnly(head())),
+    "coral": lambda: make_pipeline(CORAL(), LabeledOnly(head())),
+    "standardise+coral": lambda: make_pipeline(
+        DomainStandardScaler(), CORAL(), LabeledOnly(head())
+    ),
+    "self_training": self_training,
+    "standardise+self_training": lambda: make_pipeline(
+        DomainStandardScaler(), self_training()
+    ),
+}
+
+
+def chosen():
+    """Every frozen method in one grid, chosen without target labels."""
+    plain = LabeledOnly(head())
+    grid = [
+        {"adapt": ["passthrough", DomainStandardScaler(), CORAL()], "clf": [plain]},
+        {"adapt": ["passthrough", DomainStandardScaler()], "clf": [self_training()]},
+    ]
+    pipe = Pipeline([("adapt", "passthrough"), ("clf", plain)])
+    return GridSearchCV(
+        pipe,
+        grid,
+        # a splitter that does not sort y: object labels mix strings and -1
+        cv=KFold(3, shuffle=True, random_state=0),
+        scoring=ImportanceWeightedScorer(),
+        refit=source_only_unless_better({"adapt": "passthrough", "clf": plain}),
+    )
+
+
+def frozen_rows(Zs, ys, Zt, yt):
+    rows = {name: [] for name in [*METHODS, "chosen", "in_domain"]}
+    seconds = {name: 0.0 for name in rows}
+    picks = []
+    for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(Zt):
+        X = np.r_[Zs, Zt[train]]
+        y = _with_unlabeled(ys, len(train))
+        for name, make in [*METHODS.items(), ("chosen", chosen)]:
+            start = time.perf_counter()
+            model = make().fit(X, y)
+            seconds[name] += time.perf_counter() - start
+            rows[name].append(float(np.mean(model.predict(Zt[test]) == yt[test])))
+            if name == "chosen":
+                p = model.best_params_
+                picks.append(f"{_name(p['adapt'])} / {_name(p['clf'])}")
+        start = time.perf_counter()
+        ref = head().fit(Zt[train], yt[train])
+        seconds["in_domain"] += time.perf_counter() - start
+        rows["in_domain"].append(float(np.mean(ref.predict(Zt[test]) == yt[test])))
+    out = {
+        name: {
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v)),
+            "folds": v,
+            "seconds": seconds[name] / FOLDS,
+        }
+        for name, v in rows.items()
+    }
+    out["chosen"]["picks"] = picks
+    return out
+
+
+def _with_unlabeled(ys, n: int) -> np.ndarray:
+    """Source labels then ``n`` times -1: integers stay integers (scikit-learn
+    reads an object array of numbers as an unknown target type)."""
+    kind = ys.dtype.kind in "iu"
+    dtype = np.int64 if kind else object
+    return np.r_[ys.astype(dtype), np.full(n, -1, dtype=dtype)]
+
+
+def _name(step) -> str:
+    if isinstance(step, str):
+        return step
+    if isinstance(step, SelfTrainingClassifier):
+        return "self_training"
+    return type(step).__name__
+
+
+def recovery(rows) -> dict:
+    base, ref = rows["source_only"]["mean"], rows["in_domain"]["mean"]
+    return {
+        name: (r["mean"] - base) / (ref - base) if ref != base else None
+        for name, r in rows.items()
+        if name not in ("source_only", "in_domain")
+    }
+
+
+def finetune_rows(Xs, ys, Xt, yt, n_source, n_target):
+    rng = np.random.default_rng(0)
+    s = rng.permutation(len(Xs))[:n_source]
+    t = rng.permutation(len(Xt))[:n_target]
+    half = len(t) // 2
+    pool, test = t[:half], t[half:]
+    X = [Xs[i] for i in s] + [Xt[i] for i in pool]
+    y = _with_unlabeled(ys[s], len(pool))
+    X_test, y_test = [Xt[i] for i in test], yt[test]
+    out = {}
+    for adaptation in [None, "dann", "coral", "entropy"]:
+        clf = FineTunedClassifier(
+            "all-MiniLM-L6-v2",
+            strategy="full",
+            max_epochs=1 if QUICK else 2,
+            adaptation=adaptation,
+            random_state=0,
+        )
+        start = time.perf_counter()
+        if adaptation is None:  # source-only: the labelled rows alone
+            clf.fit([X[i] for i in range(len(s))], y[: len(s)].astype(str))
+        else:
+            clf.fit(X, y)
+        elapsed = time.perf_counter() - start
+        out[adaptation or "source_only"] = {
+            "accuracy": float(np.mean(clf.predict(X_test) == y_test)),
+            "seconds": elapsed,
+            "seconds_per_epoch": elapsed / clf.max_epochs,
+            "rows_per_epoch": len(s) if adaptation is None else len(X),
+            "best_epoch": clf.best_epoch_,
+        }
+    base = out["source_only"]
+    for r in out.values():
+        r["epoch_cost_vs_source_only"] = (
+            r["seconds_per_epoch"] / base["seconds_per_epoch"]
+        )
+        r["row_cost_vs_source_only"] = (
+            r["seconds_per_epoch"] / r["rows_per_epoch"]
+        ) / (base["seconds_per_epoch"] / base["rows_per_epoch"])
+    out["setup"] = {"n_source": len(s), "n_target_pool": len(pool), "n_test": len(test)}
+    return out
+
+
+def pair(name, backbone, Xs, ys, Xt, yt, fine_tune=False):
+    ext = PretrainedFeatureExtractor(backbone, cache=None).fit(Xs[:2])
+    start = time.perf_counter()
+    Zs, Zt = ext.transform(Xs), ext.transform(Xt)
+    embed_s = time.perf_counter() - start
+    report = domain_shift(Zs, Zt, y_source=ys)
+    half = np.random.default_rng(0).permutation(len(Zs))
+    control = domain_shift(Zs[half[::2]], Zs[half[1::2]], y_source=None)
+    result = {
+        "backbone": backbone,
+        "n_source": len(Zs),
+        "n_target": len(Zt),
+        "embed_seconds": embed_s,
+        "diagnosis": _report(report),
+        "control_random_halves_of_source": _report(control),
+        "frozen": frozen_rows(Zs, ys, Zt, yt),
+    }
+    result["recovery"] = recovery(result["frozen"])
+    if fine_tune:
+        n = (200, 200) if QUICK else (2000, 2000)
+        result["finetune"] = finetune_rows(Xs, ys, Xt, yt, *n)
+    print(name, {k: round(v["mean"], 3) for k, v in result["frozen"].items()})
+    return result
+
+
+def _report(r) -> dict:
+    return {
+        "verdict": r.verdict,
+        "auc": r.auc,
+        "auc_interval": list(r.auc_interval),
+        "mmd2": r.mmd2,
+        "mmd_pvalue": r.mmd_pvalue,
+        "far_fraction": r.far_fraction,
+    }
+
+
+def main():
+    warnings.filterwarnings("ignore", category=UserWarning)
+    Hs, hy = shifted.handwritten_digits()
+    Fd, fy = shifted.font_digits()
+    (Ds, dy), (Es, ey) = shifted.wordnet_verbs()
+    if QUICK:
+        Hs, hy, Fd, fy = Hs[:300], hy[:300], Fd[::5], fy[::5]
+        Ds, dy, Es, ey = Ds[:600], dy[:600], Es[:300], ey[:300]
+    results = {
+        "digits": pair("digits", "efficientnet_lite0", Hs, hy, Fd, fy),
+        "wordnet": pair("wordnet", "all-MiniLM-L6-v2", Ds, dy, Es, ey, fine_tune=True),
+    }
+    write_result(
+        "domain_shift",
+        {"machine": machine(), "folds": FOLDS, "pairs": results},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Fine-tuners' defaults on 1-8 samples per class (issue 20, item 1): no
+default raises; the epoch count is chosen by cross-validation, or the probe
+is kept, and a warning says which."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sktransfer import FineTunedClassifier, FineTunedRegressor
+
+
+@pytest.mark.parametrize("per_class", [1, 2, 4, 8])
+def test_classifier_defaults_fit_on_few_samples_per_class(per_class):
+    rng = np.random.default_rng(per_class)
+    classes = ["ant", "bee", "cat", "dog", "eel"]
+    y = np.repeat(classes, per_class)
+    X = rng.integers(0, 255, (len(y), 32, 32, 3), np.uint8)
+    for i, c in enumerate(classes):
+        X[y == c, :, :, i % 3] = 40 * i  # learnable colour per class
+    clf = FineTunedClassifier("test-cnn", max_epochs=3, random_state=0)
+    with pytest.warns(UserWarning, match="trains on every sample for"):
+        clf.fit(X, y)
+    assert clf.classes_.tolist() == classes
+    assert clf.best_epoch_ is not None and 0 <= clf.best_epoch_ <= 3
+    if per_class == 1:
+        assert clf.best_epoch_ == 0 and clf.cv_epoch_losses_ is None
+    else:
+        assert len(clf.cv_epoch_losses_) == 4  # epoch 0 (the probe) and 1..3
+        assert clf.best_epoch_ == int(np.argmin(clf.cv_epoch_losses_))
+    assert clf.valid_size == 0.1  # the parameter is left as the user set it
+
+
+def test_probe_kept_means_the_backbone_is_untouched():
+    y = np.array(["a", "b", "c"])
+    X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
+    clf = FineTunedClassifier("test-cnn", strategy="full", max_epochs=2, random_state=0)
+    with pytest.warns(UserWarning, match="linear probe alone"):
+        clf.fit(X, y)
+    plain = FineTunedClassifier(
+        "test-cnn",
+        strategy="full",
+        max_epochs=1,
+        random_state=0,
+        classes=["a", "b", "c"],
+    ).initialize()
+    for (name, p), (_, q) in zip(
+        clf.module_.backbone.named_parameters(),
+        plain.module_.backbone.named_parameters(),
+        strict=True,
+    ):
+        assert np.allclose(p.detach().numpy(), q.detach().numpy()), name
+
+
+def test_text_classifier_with_eight_per_class_uses_the_chosen_epochs():
+    texts = [f"{w} {i}" for w in ("good", "bad", "odd", "new") for i in range(8)]
+    y = np.repeat(["good", "bad", "odd", "new"], 8)
+    clf = FineTunedClassifier(
+        "test-text", strategy="full", max_epochs=2, random_state=0
+    )
+    with pytest.warns(UserWarning, match=r"holds out 4 for 4 classes.*cross-valid"):
+        clf.fit(texts, y)
+    assert len(clf.history) == max(clf.best_epoch_, 1)
+
+
+@pytest.mark.parametrize("n", [1, 4, 8])
+def test_regressor_defaults_fit_on_few_samples(n):
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    y = X[:, 0] * 2.0
+    reg = FineTunedRegressor("test-mlp", max_epochs=2, random_state=0)
+    with pytest.warns(UserWarning, match="trains on every sample"):
+        reg.fit(X, y)
+    assert reg.predict(X).shape == (n,)
+
+
+def test_enough_samples_keep_the_validation_split():
+    y = np.repeat(["a", "b"], 20)
+    X = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), np.uint8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        clf = FineTunedClassifier("test-cnn", max_epochs=1, random_state=0).fit(X, y)
+    assert clf.cv_epoch_losses_ is None and clf.start_scores_ is not None
