@@ -1,7 +1,9 @@
 """Draw the figures of the docs from real runs (``python docs/figures.py``).
 
-``python docs/figures.py tables`` only writes the demo table of ``README.md`` and
-``docs/index.md`` (between ``<!-- demo -->`` markers) from
+``python docs/figures.py domain_shift`` draws only ``img/domain_shift.png``
+(the domain-shift guide's figure). ``python docs/figures.py tables`` only
+writes the demo table of ``README.md`` and ``docs/index.md`` (between
+``<!-- demo -->`` markers) from
 ``benchmarks/results/demo_cpu.json`` (``make demo-full`` writes it).
 
 ``img/learning_curves.png``: EfficientNet-Lite0 (packaged weights) fine-tuned on
@@ -41,9 +43,49 @@ def write_demo_tables() -> None:
         print(f"wrote the demo table of {page}")
 
 
+def domain_shift_figure() -> None:
+    """``img/domain_shift.png``: the digits pair's diagnosis (EfficientNet-Lite0
+    features) and every method's target accuracy on both benchmark pairs,
+    from ``benchmarks/results/domain_shift.json``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from sktransfer import PretrainedFeatureExtractor, domain_shift
+    from sktransfer.adapt import datasets
+
+    Xs, ys = datasets.handwritten_digits()
+    Xt, _ = datasets.font_digits()
+    ext = PretrainedFeatureExtractor("efficientnet_lite0").fit(Xs[:2])
+    report = domain_shift(ext.transform(Xs), ext.transform(Xt), y_source=ys)
+    data = json.loads(
+        (HERE.parent / "benchmarks/results/domain_shift.json").read_text()
+    )
+    fig = plt.figure(figsize=(13, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.5])
+    report.plot(ax=axes[:2])
+    names = list(next(iter(data["pairs"].values()))["frozen"])
+    width = 0.8 / len(data["pairs"])
+    for i, (pair, r) in enumerate(data["pairs"].items()):
+        means = [r["frozen"][n]["mean"] for n in names]
+        stds = [r["frozen"][n]["std"] for n in names]
+        axes[2].barh(np.arange(len(names)) + i * width, means, width, xerr=stds,
+                     label=pair)  # fmt: skip
+    axes[2].set_yticks(np.arange(len(names)) + width / 2, names, fontsize=8)
+    axes[2].invert_yaxis()
+    axes[2].set(xlabel="target accuracy (5 folds)", title="frozen features + LR")
+    axes[2].legend(fontsize=8)
+    fig.suptitle("handwritten -> font digits: " + report.verdict, fontsize=11)
+    out = HERE / "img" / "domain_shift.png"
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
 def main():
     import matplotlib.pyplot as plt
 
+    if sys.argv[1:] == ["domain_shift"]:
+        domain_shift_figure()
+        return
     write_demo_tables()
     if sys.argv[1:] == ["tables"]:
         return

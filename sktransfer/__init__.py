@@ -9,6 +9,7 @@ from sktransfer._extractor import PretrainedFeatureExtractor
 from sktransfer._state import clear_caches
 from sktransfer.adapt import domain_shift
 from sktransfer.backbones import list_backbones
+from sktransfer.fewshot import FewShotClassifier
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
 from sktransfer.selection import rank_backbones
 from sktransfer.zeroshot import ZeroShotClassifier
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DiskCache",
+    "FewShotClassifier",
     "FineTunedClassifier",
     "FineTunedRegressor",
     "MemoryCache",

@@ -1,0 +1,116 @@
+"""FewShotClassifier (issue 20, item 4): SetFit's recipe on our backbones."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from sktransfer import FewShotClassifier, FineTunedRegressor
+from sktransfer.fewshot._pairs import draw_pairs, pair_budget
+
+TEXTS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "vile"]
+LABELS = np.array(["pos"] * 4 + ["neg"] * 4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=2, max_size=30),
+    st.integers(1, 200),
+)
+def test_pairs_are_labelled_by_whether_the_classes_agree(labels, n_pairs):
+    y = np.asarray(labels)
+    pairs = draw_pairs(y, n_pairs, np.random.default_rng(0))
+    assert len(pairs) <= n_pairs
+    if len(pairs):
+        assert (pairs[:, 0] != pairs[:, 1]).all()
+        same = (y[pairs[:, 0]] == y[pairs[:, 1]]).astype(int)
+        assert (same == pairs[:, 2]).all()
+    if len(set(labels)) > 1:
+        assert len(pairs) == n_pairs  # a negative pair always exists
+
+
+def test_pair_budget_is_bounded():
+    assert pair_budget("auto", np.zeros(16)) == 120  # all distinct pairs of 16
+    assert pair_budget("auto", np.zeros(200)) == 8000  # 40 per sample
+    assert pair_budget(7, np.zeros(3)) == 7
+
+
+def test_fit_tunes_the_encoder_and_fits_a_head():
+    clf = FewShotClassifier("test-text", random_state=0, lr=1e-3).fit(TEXTS, LABELS)
+    assert clf.classes_.tolist() == ["neg", "pos"]
+    assert clf.n_pairs_ == 28 and clf.fit_seconds_ > 0
+    tuned = dict(clf.encoder_.named_parameters())
+    frozen = FewShotClassifier("test-text", lr=1e-3, epochs=1, n_pairs=1)
+    base = frozen._load_backbone().model
+    changed = [
+        n
+        for n, p in base.named_parameters()
+        if f"sktransfer_inner.{n}" in tuned
+        and not torch.equal(p, tuned[f"sktransfer_inner.{n}"].cpu())
+    ]
+    assert changed  # the copy trained; the registry's model did not move
+    proba = clf.predict_proba(TEXTS)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    assert set(clf.predict(TEXTS)) <= {"neg", "pos"}
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(again.predict_proba(TEXTS), proba, rtol=1e-5)
+
+
+def test_same_seed_same_model():
+    a = FewShotClassifier("test-text", random_state=3).fit(TEXTS, LABELS)
+    b = FewShotClassifier("test-text", random_state=3).fit(TEXTS, LABELS)
+    np.testing.assert_array_equal(a.predict_proba(TEXTS), b.predict_proba(TEXTS))
+
+
+def test_images_and_one_sample_per_class():
+    X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
+    clf = FewShotClassifier("test-cnn", random_state=0).fit(X, ["a", "b", "c"])
+    assert clf.predict(X).shape == (3,)
+    assert clf.n_pairs_ == 3  # only negatives exist
+
+
+def test_class_texts_join_the_training_set():
+    clf = FewShotClassifier("test-text", class_texts=True, random_state=0)
+    clf.fit(TEXTS[:2] + TEXTS[4:6], LABELS[[0, 1, 4, 5]])
+    assert clf.n_pairs_ == 15  # 4 samples + 2 class names: 6 * 5 / 2 pairs
+    described = FewShotClassifier(
+        "test-text", class_texts={"pos": "praise", "neg": "blame"}, random_state=0
+    ).fit(TEXTS, LABELS)
+    assert described.predict(["praise"]).tolist()[0] in ("pos", "neg")
+    with pytest.raises(ValueError, match="no description for"):
+        FewShotClassifier("test-text", class_texts={"pos": "x"}).fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="not a text backbone"):
+        FewShotClassifier("test-cnn", class_texts=True).fit(
+            np.zeros((2, 8, 8, 3), np.uint8), [0, 1]
+        )
+
+
+def test_pipeline_and_grid_search_over_its_parameters():
+    search = GridSearchCV(
+        make_pipeline(FewShotClassifier("test-text", random_state=0)),
+        {"fewshotclassifier__epochs": [1, 2]},
+        cv=2,
+    ).fit(TEXTS, LABELS)
+    assert search.best_params_["fewshotclassifier__epochs"] in (1, 2)
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="one class"):
+        FewShotClassifier("test-text").fit(TEXTS, ["a"] * 8)
+    with pytest.raises(ValueError, match="'n_pairs' parameter"):
+        FewShotClassifier("test-text", n_pairs=0).fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="8 samples but y has 2"):
+        FewShotClassifier("test-text").fit(TEXTS, LABELS[:2])
+
+
+def test_regression_is_not_broken_by_the_few_shot_module():
+    X = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
+    reg = FineTunedRegressor("test-mlp", max_epochs=2, valid_size=None, random_state=0)
+    assert reg.fit(X, X[:, 0]).predict(X).shape == (30,)
