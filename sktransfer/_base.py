@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import validate_data
 from torch import nn
 
-from sktransfer._inputs import Samples, as_samples
+from sktransfer._inputs import Samples, as_samples, check_texts
 from sktransfer._runtime import resolve_device, resolve_precision
 from sktransfer.backbones._factory import load_backbone
 from sktransfer.backbones._loaded import LoadedBackbone
@@ -135,6 +135,16 @@ class BackboneMixin:
                 f"X has column {samples.feature_names[0]!r}, but this estimator was "
                 f"fitted on column {self.feature_names_in_[0]!r}."
             )
+        return samples
+
+    def _checked_samples(self, X, *, reset: bool) -> Samples:
+        """``_check_samples``, and for texts the text checks (lone surrogates):
+        the first bad text is an ``InputError``."""
+        samples = self._check_samples(X, reset=reset)
+        if self._backbone_spec().modality == "text":
+            bad = check_texts(samples)
+            if bad:
+                raise InputError(next(iter(bad.values())))
         return samples
 
     # ------------------------------------------------------------ refit rule

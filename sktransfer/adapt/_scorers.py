@@ -123,6 +123,13 @@ class _LabelFreeScorer:
         source, target = split_domains(y, len(y))
         return source, target
 
+    def _weighted_source(self, estimator, X, y):
+        """Importance weights, rows and labels of the source rows."""
+        source, target = self._domains(X, y)
+        Z = _domain_features(estimator, X, self.features)
+        w = importance_weights(Z, source, target, C=self.C)
+        return w, _rows(X, source), _labels(y, source)
+
 
 class PredictionEntropyScorer(_LabelFreeScorer):
     """Minus the mean prediction entropy on the target rows (``y == -1``).
@@ -186,10 +193,7 @@ class ImportanceWeightedScorer(_LabelFreeScorer):
         self.C = C
 
     def __call__(self, estimator, X, y):
-        source, target = self._domains(X, y)
-        Z = _domain_features(estimator, X, self.features)
-        w = importance_weights(Z, source, target, C=self.C)
-        Xs, ys = _rows(X, source), _labels(y, source)
+        w, Xs, ys = self._weighted_source(estimator, X, y)
         with as_source(estimator):
             if self.metric == "accuracy":
                 correct = estimator.predict(Xs) == ys
@@ -239,11 +243,9 @@ class DeepEmbeddedValidationScorer(_LabelFreeScorer):
         self.C = C
 
     def __call__(self, estimator, X, y):
-        source, target = self._domains(X, y)
-        Z = _domain_features(estimator, X, self.features)
-        w = importance_weights(Z, source, target, C=self.C)
+        w, Xs, ys = self._weighted_source(estimator, X, y)
         with as_source(estimator):
-            loss = _row_log_loss(estimator, _rows(X, source), _labels(y, source))
+            loss = _row_log_loss(estimator, Xs, ys)
         wl = w * loss
         var = float(np.var(w, ddof=1)) if len(w) > 1 else 0.0
         eta = -float(np.cov(wl, w)[0, 1]) / var if var > 1e-12 else 0.0

@@ -18,10 +18,9 @@ from torch import nn
 
 from sktransfer._base import BackboneMixin
 from sktransfer._compat import HasMethods, Interval, StrOptions, _fit_context
-from sktransfer._inputs import check_texts, check_y_missing
+from sktransfer._inputs import check_y_missing
 from sktransfer.backbones._features import build_feature_model
 from sktransfer.backbones._spec import BackboneSpec
-from sktransfer.exceptions import InputError
 from sktransfer.fewshot._pairs import draw_pairs, pair_budget
 from sktransfer.finetune._data import SampleDataset
 
@@ -205,12 +204,7 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _samples(self, X, reset):
-        samples = self._check_samples(X, reset=reset)
-        if self._backbone_spec().modality == "text":
-            bad = check_texts(samples)
-            if bad:
-                raise InputError(next(iter(bad.values())))
-        return samples
+        return self._checked_samples(X, reset=reset)
 
     def _class_examples(self) -> list[tuple]:
         if self.class_texts is None or self.class_texts is False:

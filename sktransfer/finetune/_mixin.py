@@ -31,10 +31,9 @@ from torch.utils.data import Subset
 
 from sktransfer._base import BackboneMixin
 from sktransfer._compat import _num_samples
-from sktransfer._inputs import Samples, check_texts
+from sktransfer._inputs import Samples
 from sktransfer._runtime import autocast, resolve_precision
 from sktransfer.backbones._features import build_feature_model
-from sktransfer.exceptions import InputError
 from sktransfer.finetune._adaptation import adaptation_loss, parse_adaptation
 from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbacks
 from sktransfer.finetune._data import (
@@ -68,12 +67,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
 
     # --------------------------------------------------------- data
     def _samples(self, X, reset: bool) -> Samples:
-        samples = self._check_samples(X, reset=reset)
-        if self._backbone_spec().modality == "text":
-            bad = check_texts(samples)
-            if bad:
-                raise InputError(next(iter(bad.values())))
-        return samples
+        return self._checked_samples(X, reset=reset)
 
     def get_dataset(self, X, y=None):
         if isinstance(X, TorchDataset):  # skorch's rule: datasets pass through
