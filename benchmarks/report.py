@@ -264,6 +264,58 @@ def rows():
                     _machine(n["machine"]),
                 )
             )
+    ds = _load("domain_shift")
+    if ds:
+        m = _machine(ds["machine"])
+        for pair, r in ds["pairs"].items():
+            f = r["frozen"]
+            out.append(
+                (
+                    f"Domain shift, {pair}: label-free choice / source-only / "
+                    "in-domain (target accuracy)",
+                    f"{f['chosen']['mean']:.3f} / {f['source_only']['mean']:.3f} / "
+                    f"{f['in_domain']['mean']:.3f} (recovers "
+                    f"{r['recovery']['chosen']:.0%} of the gap)",
+                    ">= 50 % of the gap",
+                    m,
+                )
+            )
+        ft = ds["pairs"].get("wordnet", {}).get("finetune")
+        if ft:
+            per_epoch = ", ".join(
+                f"{k} {v['epoch_cost_vs_source_only']:.2f}x"
+                for k, v in ft.items()
+                if k not in ("setup", "source_only")
+            )
+            per_row = ", ".join(
+                f"{v['row_cost_vs_source_only']:.2f}x"
+                for k, v in ft.items()
+                if k not in ("setup", "source_only")
+            )
+            out.append(
+                (
+                    "Adapting while fine-tuning MiniLM, s/epoch vs. source-only",
+                    f"{per_epoch} (an epoch holds 1.5x the rows; per row {per_row})",
+                    "<= 1.5x",
+                    m,
+                )
+            )
+    fs = _load("fewshot")
+    if fs:
+        for key, cell in fs["rows"].items():
+            if not key.startswith("n"):
+                continue
+            a, b = cell["fewshot"], cell["setfit"]
+            out.append(
+                (
+                    f"FewShotClassifier vs. SetFit, Rotten Tomatoes, {key[1:]} per "
+                    f"class ({cell['seeds']} seed(s))",
+                    f"accuracy {a['accuracy_mean']:.3f} vs. {b['accuracy_mean']:.3f}; "
+                    f"train seconds {cell['fewshot_seconds_vs_setfit']:.2f}x",
+                    ">= SetFit at <= 0.5x",
+                    _machine(fs["machine"]),
+                )
+            )
     return out
 
 

@@ -173,7 +173,10 @@ def _mmd(Zs, Zt, n_permutations, max_samples, rng):
 
 
 def _distances(Zs, Zt, y_source):
-    mean, scale = Zs.mean(0), np.maximum(Zs.std(0), 1e-12)
+    # scaled by the pooled spread: a feature constant on the source but not on
+    # the target must not blow distances up by 1/0
+    mean, scale = Zs.mean(0), np.vstack([Zs, Zt]).std(0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
     Zs, Zt = (Zs - mean) / scale, (Zt - mean) / scale
     if y_source is not None:
         y = np.asarray(y_source)
