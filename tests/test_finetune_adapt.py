@@ -32,7 +32,8 @@ def test_each_adaptation_fits_with_string_labels_and_minus_one(
     shifted_images, adaptation
 ):
     X, y = shifted_images
-    clf = _fit(X, y, adaptation=adaptation)
+    # a count: 10 % of 24 labelled rows would be too few to choose an epoch on
+    clf = _fit(X, y, adaptation=adaptation, valid_size=8)
     assert clf.classes_.tolist() == ["cat", "dog"]  # -1 is never a class
     assert set(clf.predict(X)) <= {"cat", "dog"}
     # LP-FT's start and the best-epoch rule still work, on source rows only
@@ -89,6 +90,13 @@ def test_texts_adapt_with_batches_that_mix_domains():
     it = clf.get_iterator(clf.get_dataset(texts, clf._prepare_y(y, None, True)), True)
     assert it.batch_sampler is None or not hasattr(it.batch_sampler, "lengths")
     assert clf.predict(texts[:2]).tolist()[0] in ("pos", "neg")
+
+
+def test_few_labelled_rows_with_adaptation_train_without_a_choice(shifted_images):
+    X, y = shifted_images
+    with pytest.warns(UserWarning, match="adaptation: no cross-validated choice"):
+        clf = _fit(X, y, adaptation="coral")
+    assert len(clf.history) == clf.max_epochs and clf.start_scores_ is None
 
 
 def test_adaptation_errors_and_warnings(shifted_images):
