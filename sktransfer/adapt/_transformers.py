@@ -112,7 +112,7 @@ class DomainStandardScaler(DomainAdapter):
     with_std : bool, default=True
         Also divide by each domain's standard deviation (else only centre).
     transform_domain : {"target", "source"}, default="target"
-        How :meth:`transform` treats new rows.
+        How ``transform`` treats new rows.
 
     Attributes
     ----------
@@ -173,7 +173,7 @@ class CORAL(DomainAdapter):
         Ridge added to each covariance, relative to its mean variance (the
         paper adds the identity to covariances of raw features).
     transform_domain : {"target", "source"}, default="target"
-        How :meth:`transform` treats new rows (target rows are unchanged).
+        How ``transform`` treats new rows (target rows are unchanged).
 
     Attributes
     ----------

@@ -87,7 +87,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         split, the probe start and the best epoch read source labels only, so
         no target label is used to choose (epoch 0, the source-only probe,
         stays a candidate). Not with ``strategy="head"``: frozen features are
-        adapted by the transformers of :mod:`sktransfer.adapt` instead.
+        adapted by the transformers of ``sktransfer.adapt`` instead.
     adaptation_weight : float, default=1.0
         Weight of the adaptation terms beside the classification loss.
     label_smoothing : float, default=0.0
