@@ -83,3 +83,24 @@ def test_enough_samples_keep_the_validation_split():
         warnings.simplefilter("error", UserWarning)
         clf = FineTunedClassifier("test-cnn", max_epochs=1, random_state=0).fit(X, y)
     assert clf.cv_epoch_losses_ is None and clf.start_scores_ is not None
+
+
+def test_class_names_head_starts_as_the_zero_shot_classifier():
+    from sktransfer import ZeroShotClassifier
+
+    texts = ["a cat sat", "the dog ran", "cats purr", "dogs bark", "a kitten", "puppy"]
+    y = np.array(["cat", "dog", "cat", "dog", "cat", "dog"])
+    clf = FineTunedClassifier(
+        "test-text", strategy="full", max_epochs=1, head_init="class_names",
+        valid_size=None, lr=1e-12, backbone_lr=0.0, dropout=0.0, random_state=0,
+    ).fit(texts, y)  # fmt: skip
+    zero = ZeroShotClassifier("test-text").fit(None, ["cat", "dog"])
+    assert clf.predict(texts).tolist() == zero.predict(texts).tolist()
+    with pytest.raises(ValueError, match="needs a classifier on a text backbone"):
+        FineTunedClassifier("test-cnn", head_init="class_names").fit(
+            np.zeros((4, 8, 8, 3), np.uint8), [0, 1, 0, 1]
+        )
+    with pytest.raises(ValueError, match="this is a regressor"):
+        FineTunedRegressor("test-text", head_init="class_names").fit(
+            texts, np.arange(6.0)
+        )

@@ -57,7 +57,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
     weight_decay : float, default=0.01
         Weight decay, passed to the optimizer (``optimizer__weight_decay`` wins).
         With ``l2sp > 0`` it applies to the head only.
-    head_init : {"probe", "random"} or estimator, default="probe"
+    head_init : {"probe", "random", "class_names"} or estimator, default="probe"
         How the new head starts (LP-FT, Kumar et al., ICLR 2022). ``"probe"``:
         before the first epoch, a logistic regression (ridge for the regressor)
         is fitted on the frozen, cached features of the training part of the
@@ -66,6 +66,11 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         backbone. A scikit-learn linear estimator (with ``coef_`` and
         ``intercept_``, e.g. ``LogisticRegression(C=0.1)``) is fitted instead
         of the default one. ``"random"``: PyTorch's default initialisation.
+        ``"class_names"`` (text backbones): the zero-shot head, each class's
+        name through the template "This text is about {}." embedded by the
+        frozen backbone, so fine-tuning starts from the zero-shot classifier
+        (what :class:`~sktransfer.ZeroShotClassifier` predicts, with no label
+        read) and the few labels refine it.
         With a validation split, the start is scored as epoch 0
         (``start_scores_``) and the best epoch, epoch 0 included, is kept
         (``best_epoch_``), so the model is never worse on validation than its

@@ -43,7 +43,7 @@ _COMMON = {
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"-1"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
-    "head_init": [StrOptions({"probe", "random"}), HasMethods(["fit"])],
+    "head_init": [StrOptions({"probe", "random", "class_names"}), HasMethods(["fit"])],
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "augment": ["boolean", StrOptions({"auto"}), nn.Module],
@@ -104,6 +104,15 @@ def check_params(net, classifier: bool) -> None:
             f"The 'callbacks' parameter of {name} must be None or a list of skorch "
             f"callbacks (or (name, callback) pairs). Got {net.callbacks!r} instead."
         )
+    if isinstance(net.head_init, str) and net.head_init == "class_names":
+        modality = net._backbone_spec().modality
+        if not classifier or modality != "text":
+            raise ValueError(
+                f"{name}: head_init='class_names' starts the head from the embeddings "
+                "of the class names, which needs a classifier on a text backbone; "
+                f"this is a {'classifier' if classifier else 'regressor'} on a "
+                f"{modality} backbone. Use head_init='probe'."
+            )
     if classifier and parse_adaptation(net.adaptation) and net.strategy == "head":
         raise ValueError(
             f"{name}: adaptation={net.adaptation!r} trains the backbone's features, "

@@ -38,7 +38,13 @@ from torch.utils.data import Subset
 
 from sktransfer.finetune._data import SampleDataset, head_extractor
 
-__all__ = ["ProbeStart", "default_probe", "head_layer", "probe_weights"]
+__all__ = [
+    "ProbeStart",
+    "class_name_weights",
+    "default_probe",
+    "head_layer",
+    "probe_weights",
+]
 
 
 def head_layer(module: nn.Module) -> nn.Module:
@@ -150,6 +156,22 @@ def probe_weights(net, features, y) -> tuple[np.ndarray, np.ndarray] | None:
     return coef, intercept
 
 
+def class_name_weights(net, features) -> tuple[np.ndarray, np.ndarray]:
+    """The zero-shot head (``head_init="class_names"``): each class's name,
+    through :class:`~sktransfer.ZeroShotClassifier`'s default template and
+    the frozen backbone, normalised, is its class's row; the rows are scaled
+    so that on features of the training split's mean norm the logits are the
+    cosine similarities over the zero-shot temperature. The bias is zero."""
+    from sktransfer.zeroshot._classifier import DEFAULT_TEMPERATURE, DEFAULT_TEMPLATES
+
+    names = [DEFAULT_TEMPLATES[0].format(c) for c in net.classes_.tolist()]
+    emb = head_extractor(net).transform(names).astype(np.float64)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    norm = float(np.mean(np.linalg.norm(np.asarray(features, np.float64), axis=1)))
+    scale = 1.0 / (DEFAULT_TEMPERATURE * max(norm, 1e-12))
+    return emb * scale, np.zeros(len(names))
+
+
 def _comparable(row: dict, monitor: str):
     score = row.get(monitor)
     if score is None or not np.isfinite(score):
@@ -235,7 +257,10 @@ class ProbeStart(Callback):
             if labeled is not None:  # adaptation: the probe learns from source rows
                 keep = labeled.numpy()
                 features, y = features[keep], np.asarray(y)[keep]
-            weights = probe_weights(net, features, y)
+            if isinstance(net.head_init, str) and net.head_init == "class_names":
+                weights = class_name_weights(net, features)
+            else:
+                weights = probe_weights(net, features, y)
             if weights is None:
                 why = "the probe's output does not match the head (a class missing?)"
         if why is not None:
