@@ -277,6 +277,16 @@ def _report(r) -> dict:
     }
 
 
+def wordnet_subset():
+    """The benchmark's WordNet pair: a seeded random ``N_WORDNET`` subset of
+    the definitions (source) and the examples (target), with their labels."""
+    (Ds, dy), (Es, ey) = shifted.wordnet_verbs()
+    rng = np.random.default_rng(0)
+    s = rng.permutation(len(Ds))[: N_WORDNET[0]]
+    t = rng.permutation(len(Es))[: N_WORDNET[1]]
+    return [Ds[i] for i in s], dy[s], [Es[i] for i in t], ey[t]
+
+
 def finetune_only():
     """Re-measure only the fine-tuning rows into the existing JSON (the other
     rows are unchanged): their seconds must not share the CPU with anything."""
@@ -286,13 +296,7 @@ def finetune_only():
 
     path = RESULTS / "domain_shift.json"
     data = json.loads(path.read_text())
-    (Ds, dy), (Es, ey) = shifted.wordnet_verbs()
-    rng = np.random.default_rng(0)
-    s, t = (
-        rng.permutation(len(Ds))[: N_WORDNET[0]],
-        rng.permutation(len(Es))[: N_WORDNET[1]],
-    )
-    Ds, dy, Es, ey = [Ds[i] for i in s], dy[s], [Es[i] for i in t], ey[t]
+    Ds, dy, Es, ey = wordnet_subset()
     n = (200, 200) if QUICK else (1500, 1500)
     data["pairs"]["wordnet"]["finetune"] = finetune_rows(Ds, dy, Es, ey, *n)
     write_result("domain_shift", {k: v for k, v in data.items()
@@ -309,13 +313,7 @@ def diagnosis_only():
     data = json.loads(path.read_text())
     Hs, hy = shifted.handwritten_digits()
     Fd, _ = shifted.font_digits()
-    (Ds, dy), (Es, _) = shifted.wordnet_verbs()
-    rng = np.random.default_rng(0)
-    s, t = (
-        rng.permutation(len(Ds))[: N_WORDNET[0]],
-        rng.permutation(len(Es))[: N_WORDNET[1]],
-    )
-    Ds, dy, Es = [Ds[i] for i in s], dy[s], [Es[i] for i in t]
+    Ds, dy, Es, _ = wordnet_subset()
     for name, backbone, Xs, ys, Xt in (
         ("digits", "efficientnet_lite0", Hs, hy, Fd),
         ("wordnet", "all-MiniLM-L6-v2", Ds, dy, Es),
@@ -342,13 +340,7 @@ def main():
         return
     Hs, hy = shifted.handwritten_digits()
     Fd, fy = shifted.font_digits()
-    (Ds, dy), (Es, ey) = shifted.wordnet_verbs()
-    rng = np.random.default_rng(0)
-    s, t = (
-        rng.permutation(len(Ds))[: N_WORDNET[0]],
-        rng.permutation(len(Es))[: N_WORDNET[1]],
-    )
-    Ds, dy, Es, ey = [Ds[i] for i in s], dy[s], [Es[i] for i in t], ey[t]
+    Ds, dy, Es, ey = wordnet_subset()
     if QUICK:
         Hs, hy, Fd, fy = Hs[:300], hy[:300], Fd[::5], fy[::5]
         Ds, dy, Es, ey = Ds[:600], dy[:600], Es[:300], ey[:300]
