@@ -11,6 +11,7 @@ from sktransfer.adapt import domain_shift
 from sktransfer.backbones import list_backbones
 from sktransfer.fewshot import FewShotClassifier
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
+from sktransfer.persist import load, save
 from sktransfer.selection import rank_backbones
 from sktransfer.zeroshot import ZeroShotClassifier
 
@@ -28,6 +29,8 @@ __all__ = [
     "clear_caches",
     "domain_shift",
     "list_backbones",
+    "load",
     "memory_cache",
     "rank_backbones",
+    "save",
 ]

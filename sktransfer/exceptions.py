@@ -9,10 +9,12 @@ from __future__ import annotations
 __all__ = [
     "BackboneNotFoundError",
     "CacheWarning",
+    "EnvironmentChangeWarning",
     "InputError",
     "InputWarning",
     "InvalidWeightsError",
     "NegativeTransferWarning",
+    "UnsafeFileError",
     "WeightsNotFoundError",
 ]
 
@@ -45,3 +47,14 @@ class CacheWarning(UserWarning):
 
 class NegativeTransferWarning(UserWarning):
     """No pretrained candidate beat the baseline that uses no pretraining."""
+
+
+class UnsafeFileError(ValueError):
+    """A saved model that :func:`sktransfer.load` refuses: not one of its
+    files, changed since it was written (a member's checksum, a tensor's shape
+    or dtype), or naming a type or function that is not trusted."""
+
+
+class EnvironmentChangeWarning(UserWarning):
+    """A model loaded in another environment than it was saved in (package
+    versions, backbone weights or preprocessing): its outputs may differ."""

@@ -11,6 +11,7 @@ object it derives from.
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class LoadedBackbone:
     _device_copies: dict = field(default_factory=dict, repr=False)
     _compiled: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _widths: dict = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -121,6 +123,26 @@ class LoadedBackbone:
                 self._widths[key] = width
             return width
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the network's tensors (names, dtypes, shapes, bytes).
+
+        The weights' identity wherever they live (``weights_id`` names a file
+        on this machine); what a saved model records and checks at load.
+        Remembered, except for a user's module (it may change in place).
+        """
+        with self._lock:
+            if self._fingerprint is not None and not self.is_user_module:
+                return self._fingerprint
+            digest = hashlib.sha256()
+            for name, tensor in self.model.state_dict().items():
+                t = tensor.detach().cpu().contiguous()
+                digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            value = digest.hexdigest()
+            if not self.is_user_module:
+                self._fingerprint = value
+            return value
+
     def release(self) -> None:
         """Free everything derived from this backbone (device copies, compiled
         forms, widths)."""
@@ -128,6 +150,7 @@ class LoadedBackbone:
             self._device_copies.clear()
             self._compiled.clear()
             self._widths.clear()
+            self._fingerprint = None
 
     def derived_state(self) -> dict[str, int]:
         """How many device copies, compiled forms and widths are held now."""
