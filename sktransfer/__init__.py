@@ -9,6 +9,7 @@ from sktransfer._extractor import PretrainedFeatureExtractor
 from sktransfer._state import clear_caches
 from sktransfer.adapt import domain_shift
 from sktransfer.backbones import list_backbones
+from sktransfer.export import to_onnx
 from sktransfer.fewshot import FewShotClassifier
 from sktransfer.finetune import FineTunedClassifier, FineTunedRegressor
 from sktransfer.persist import load, save
@@ -33,4 +34,5 @@ __all__ = [
     "memory_cache",
     "rank_backbones",
     "save",
+    "to_onnx",
 ]
