@@ -316,7 +316,88 @@ def rows():
                     _machine(fs["machine"]),
                 )
             )
+    ex = _load("export")
+    if ex:
+        m = _machine(ex["machine"])
+        for task, r in ex["rows"].items():
+            o, sp = r["onnx"], r["speedup_vs_torch_fp32"]
+            out.append(
+                (
+                    f"ONNX export, {task}: onnxruntime vs. the fp32 torch path",
+                    f"max abs diff {o['embeddings_max_abs_diff']:.1e}, labels "
+                    f"{'identical' if o.get('labels_equal') else 'DIFFER'}; "
+                    f"{sp['onnx_with_preprocessing']:.2f}x the torch fp32 "
+                    "throughput (batch 32)",
+                    "<= 1e-4, identical labels",
+                    m,
+                )
+            )
     return out
+
+
+EXPORT_GUIDE = HERE.parent / "docs" / "guide" / "deploy.md"
+EX_START, EX_END = "<!-- export -->", "<!-- /export -->"
+_TASKS = {
+    "lfw_efficientnet_lite0_lr": "LFW, EfficientNet-Lite0 + LR",
+    "digits_efficientnet_lite0_lr": "digits, EfficientNet-Lite0 + LR",
+    "rotten_tomatoes_minilm_lr": "Rotten Tomatoes, MiniLM + LR",
+    "rotten_tomatoes_minilm_finetuned": "Rotten Tomatoes, fine-tuned MiniLM",
+}
+
+
+def export_tables(data) -> str:
+    rows = data["rows"]
+    mb = 1 / 2**20
+    out = [
+        "| task | test | `save` file | new process, bitwise | ONNX file | max abs "
+        "diff embeddings / probabilities | labels identical (fp32 / default) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, r in rows.items():
+        o = r["onnx"]
+        out.append(
+            f"| {_TASKS.get(key, key)} | {r['n_test']} | "
+            f"{r['save']['file_bytes'] * mb:.2f} MB | "
+            f"{'yes' if r['save']['new_process_bitwise_equal'] else 'NO'} | "
+            f"{o['file_bytes'] * mb:.1f} MB | {o['embeddings_max_abs_diff']:.1e} / "
+            f"{o.get('probabilities_max_abs_diff', float('nan')):.1e} | "
+            f"{'yes' if o.get('labels_equal') else 'NO'} / "
+            f"{'yes' if o.get('labels_equal_at_default_precision') else 'no'} |"
+        )
+    out += [
+        "",
+        "Throughput on the test samples (samples per second, batch size "
+        f"{data['batch_size']}; onnxruntime {data['onnxruntime']}, CPU "
+        "execution provider):",
+        "",
+        "| task | torch fp32 | torch, default precision | onnxruntime | onnxruntime, "
+        "session only | int8 session only | int8: min / mean cosine to fp32, "
+        "label agreement, file | int8 recommended (min cosine >= 0.99) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, r in rows.items():
+        sps, q = r["samples_per_second"], r["int8"]
+        default = sps.get("torch_default_precision")
+        cells = [
+            _TASKS.get(key, key),
+            f"{sps['torch_fp32']:.0f}",
+            "-" if default is None else f"{default:.0f}",
+            f"{sps['onnx_with_preprocessing']:.0f}",
+            f"{sps['onnx_session_only']:.0f}",
+        ]
+        if "error" in q:
+            cells += ["-", f"quantisation failed: {q['error'][:90]}", "no"]
+        else:
+            cells += [
+                f"{sps['onnx_int8_session_only']:.0f}",
+                f"{q['min_cosine_to_fp32']:.3f} / {q['mean_cosine_to_fp32']:.3f}, "
+                f"{q['label_agreement_with_fp32']:.2f}, {q['file_bytes'] * mb:.1f} MB",
+                "yes" if q["recommended"] else "no",
+            ]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", f"Measured on {_machine(data['machine'])}, {data['date']} "
+            "(`python benchmarks/bench_export.py`)."]  # fmt: skip
+    return "\n".join(out)
 
 
 def throughput_chart(path: Path) -> Path | None:
@@ -551,6 +632,9 @@ def main():
         write_between(FEWSHOT_GUIDE, FS_START, FS_END, fewshot_table(fs))
         fewshot_figure(fs, DOC.parent / "img" / "fewshot.png")
     write_domain_shift_tables()
+    ex = _load("export")
+    if ex:
+        write_between(EXPORT_GUIDE, EX_START, EX_END, export_tables(ex))
     lines = [
         START,
         "",

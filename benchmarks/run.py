@@ -24,6 +24,7 @@ BENCHES = [
     "precision",
     "dask",
     "finite",
+    "export",
 ]
 
 

@@ -55,7 +55,10 @@ def test_image_pipeline_matches_and_batches_are_dynamic(tmp_path, images):
     assert export.outputs == ("embeddings", "label", "probabilities")
     assert export.inputs == ("images",)
     assert export.check["probabilities_max_abs_diff"] <= 1e-4
-    graph = onnx.load(export.path).graph
+    loaded = onnx.load(export.path)
+    domains = [op.domain for op in loaded.opset_import]
+    assert len(domains) == len(set(domains))  # one version per domain
+    graph = loaded.graph
     shape = graph.input[0].type.tensor_type
     assert shape.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in shape.shape.dim[1:]] == [32, 32, 3]

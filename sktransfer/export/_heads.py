@@ -72,6 +72,7 @@ def join(body: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProto:
         node.input[:] = [renames.get(n, n) for n in node.input]
     for out in merged.graph.output:
         out.name = renames.get(out.name, out.name)
+    _unique_opsets(merged)  # merge_models lists a shared domain twice
     outputs = [embeddings, *merged.graph.output]
     del merged.graph.output[:]
     merged.graph.output.extend(outputs)
