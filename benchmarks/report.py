@@ -316,6 +316,32 @@ def rows():
                     _machine(fs["machine"]),
                 )
             )
+    dc = _load("disk_cache")
+    if dc:
+        m = _machine(dc["machine"])
+        targets = {"test-cnn": "<= 1.15x", "efficientnet_lite0": "<= 1.05x"}
+        for name, r in dc["rows"].items():
+            q = r["ratio_to_uncached"]
+            out.append(
+                (
+                    f"Disk cache first pass / no cache, {name}, {r['n']} arrays, "
+                    f"batch {r['batch_size']}",
+                    f"{q['cold_interval']:.2f}x (durability='batch': "
+                    f"{q['cold_batch']:.2f}x; warm {q['warm']:.2f}x)",
+                    targets.get(name, ""),
+                    m,
+                )
+            )
+        share = dc["sigkill_kept_share"]
+        out.append(
+            (
+                "Disk cache, SIGKILL at 35 % of the uncached run: rows kept / rows "
+                "the uncached run had finished (3 kills)",
+                f"median {share['median']:.2f}, min {share['min']:.2f}",
+                ">= 0.25",
+                m,
+            )
+        )
     ex = _load("export")
     if ex:
         m = _machine(ex["machine"])

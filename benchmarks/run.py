@@ -25,6 +25,7 @@ BENCHES = [
     "dask",
     "finite",
     "export",
+    "disk_cache",
 ]
 
 

@@ -5,8 +5,8 @@ rows)``); keys come from :mod:`sktransfer._keys`.
 
 - :class:`MemoryCache` (``cache="memory"``, the default): bounded by bytes, LRU,
   process-wide, so clones, CV folds and grid points in one process share it.
-- :class:`~sktransfer.DiskCache` (``cache="/some/dir"``): one ``.npy`` file per
-  key, crash-safe (see :mod:`sktransfer._disk_cache`).
+- :class:`~sktransfer.DiskCache` (``cache="/some/dir"``): one segment file per
+  batch, crash-safe (see :mod:`sktransfer._disk_cache`).
 
 Both are handles (:mod:`sktransfer._store`): clones share the caller's store.
 """

@@ -399,7 +399,11 @@ class PretrainedFeatureExtractor(
                 if store is not None:
                     store.put_many([keys[p] for p in positions], rows)
 
-            feats, errors = self._embed(loaded, samples, todo, persist)
+            try:
+                feats, errors = self._embed(loaded, samples, todo, persist)
+            finally:
+                if store is not None:
+                    store.flush()  # the finished batches, durable
             fill = 0.0 if self.on_error == "zero" else np.nan
             out[todo] = fill if feats is None else feats
             for p in errors:

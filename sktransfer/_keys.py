@@ -103,9 +103,33 @@ def sample_key(prefix: str, value: Any, image_pre=None) -> str | None:
     return h.hexdigest()
 
 
+# arrays and bytes past this many in all are hashed by several threads
+# (hashlib releases the GIL on large buffers)
+PARALLEL_BYTES = 8 << 20
+
+
 def sample_keys(prefix: str, values, image_pre=None) -> list[str | None]:
-    """:func:`sample_key` of every value."""
-    return [sample_key(prefix, v, image_pre) for v in values]
+    """:func:`sample_key` of every value (large arrays by several threads)."""
+    values = list(values)
+    size = sum(
+        v.nbytes if isinstance(v, np.ndarray) else len(v)
+        for v in values
+        if isinstance(v, np.ndarray | bytes | bytearray)
+    )
+    workers = min(4, os.cpu_count() or 1)
+    if size < PARALLEL_BYTES or workers < 2:
+        return [sample_key(prefix, v, image_pre) for v in values]
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [values[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(
+            pool.map(lambda c: [sample_key(prefix, v, image_pre) for v in c], chunks)
+        )
+    out: list[str | None] = [None] * len(values)
+    for i, part in enumerate(parts):
+        out[i::workers] = part
+    return out
 
 
 def _is_pil(value: Any) -> bool:

@@ -41,6 +41,11 @@ class Store(abc.ABC):
     def __reduce__(self):
         return _restore, (type(self), self._token, self._settings())
 
+    def flush(self) -> None:
+        """Make what was written durable (a disk store's deferred ``fsync``);
+        nothing to do for a store in memory."""
+        return None
+
     def __sklearn_clone__(self):
         return self  # clones share the caller's store
 

@@ -43,34 +43,77 @@ def _embed(paths, cache, **kw):
 
 
 @pytest.mark.parametrize(
-    "content",
-    [
-        b"",  # zero bytes
-        b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (32,), }",  # truncated
-        "wrong-width",
-        "wrong-dtype",
-        "two-d",
-    ],
+    "damage", ["empty", "truncated", "flipped-byte", "foreign-npy", "bad-header"]
 )
-def test_bad_entries_are_detected_recomputed_and_replaced(tmp_path, folder, content):
+def test_bad_segments_are_detected_recomputed_and_replaced(tmp_path, folder, damage):
     paths = folder[:4]
     ref = _embed(paths, None)
     store = DiskCache(tmp_path / "cache")
     _embed(paths, store)
-    victim = store.files()[0]
-    if content == "wrong-width":
-        np.save(victim, np.ones(7, np.float32))
-    elif content == "wrong-dtype":
-        np.save(victim, np.ones(32, np.float64))
-    elif content == "two-d":
-        np.save(victim, np.ones((1, 32), np.float32))
+    (victim,) = store.files()  # one batch: one segment of 4 rows
+    data = victim.read_bytes()
+    if damage == "empty":
+        victim.write_bytes(b"")
+    elif damage == "truncated":
+        victim.write_bytes(data[:-9])
+    elif damage == "flipped-byte":  # in the matrix: only the CRC-32 sees it
+        victim.write_bytes(data[:-5] + bytes([data[-5] ^ 0x40]) + data[-4:])
+    elif damage == "foreign-npy":
+        np.save(victim.with_suffix(""), np.ones(32, np.float32))
+        victim.with_suffix(".npy").replace(victim)
     else:
-        victim.write_bytes(content)
+        victim.write_bytes(data.replace(b'"width": 32', b'"width": 31'))
     for _ in range(2):  # healed for good, not on every call
         same(_embed(paths, store), ref)
-    assert store.replaced == 1
-    row = np.load(victim)
-    assert row.dtype == np.float32 and row.shape == (32,)
+    assert store.replaced == 4  # the segment's rows, recomputed once
+    assert not victim.exists() and len(store) == 4
+    fresh = DiskCache(tmp_path / "cache")  # another process reads the new one
+    rows = fresh.get_many(list(store._index), width=32)
+    assert all(r is not None for r in rows) and fresh.replaced == 0
+
+
+def test_old_one_file_per_row_folders_are_still_read(tmp_path):
+    folder = tmp_path / "old"
+    good, bad = "ab" + "1" * 30, "cd" + "2" * 30
+    for key, value in ((good, np.arange(8, dtype=np.float32)), (bad, None)):
+        (folder / key[:2]).mkdir(parents=True)
+        if value is None:
+            (folder / key[:2] / f"{key}.npy").write_bytes(b"\x93NUMPY garbage")
+        else:
+            np.save(folder / key[:2] / f"{key}.npy", value)
+    store = DiskCache(folder)
+    row, missing = store.get_many([good, bad], width=8)
+    np.testing.assert_array_equal(row, np.arange(8))
+    assert missing is None and store.replaced == 1
+    store.put_many([bad], np.ones((1, 8), np.float32))  # new rows: a segment
+    assert store.get_many([bad], width=8)[0] is not None and len(store) == 2
+
+
+def test_durability_batch_syncs_every_batch_and_interval_defers(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    rows = np.ones((1, 4), np.float32)
+    strict = DiskCache(tmp_path / "a", durability="batch")
+    for i in range(3):
+        strict.put_many([f"a{i}"], rows)
+    assert len(synced) == 6  # each segment and its directory, every batch
+    synced.clear()
+    lazy = DiskCache(tmp_path / "b")
+    for i in range(3):
+        lazy.put_many([f"b{i}"], rows)
+    assert synced == []  # deferred ...
+    lazy.flush()
+    assert len(synced) == 4  # ... then the three segments and the directory
+    with pytest.raises(ValueError, match="'durability' parameter"):
+        DiskCache(tmp_path / "c", durability="never")
+
+
+def test_segments_of_other_processes_are_found(tmp_path):
+    a, b = DiskCache(tmp_path), DiskCache(tmp_path)  # two handles, as two processes
+    assert a.get_many(["k1"]) == [None]
+    b.put_many(["k1", "k2"], np.ones((2, 3), np.float32))
+    assert all(r is not None for r in a.get_many(["k1", "k2"], width=3))
 
 
 def test_orphaned_temporary_files_are_removed(tmp_path, folder):
@@ -106,10 +149,10 @@ def test_an_unwritable_directory_is_a_warning_and_the_embeddings_come_back(
 
 
 def test_a_full_disk_is_a_warning(tmp_path, folder, monkeypatch):
-    def full(path, row):
+    def full(path, keys, matrix):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(disk_cache, "_write_atomic", full)
+    monkeypatch.setattr(disk_cache, "_write_segment", full)
     store = DiskCache(tmp_path / "cache")
     with pytest.warns(CacheWarning, match="No space left"):
         out = _embed(folder[:3], store)
@@ -128,7 +171,7 @@ def test_size_counts_disk_blocks_and_pruning_does_not_rescan_every_write(
         store.put_many([f"{i:04d}" + "k" * 30], rows)
     assert len(scans) == 1  # one scan to learn the size, then running totals
     on_disk = sum(os.stat(p).st_blocks * 512 for p in real(store))
-    assert store.nbytes == on_disk >= 20 * 160  # blocks, not the 160-byte files
+    assert store.nbytes == on_disk >= 20 * 160  # blocks, not the small files
     store.max_bytes = on_disk // 2
     store.put_many(["9999" + "k" * 30], rows)  # over the limit: rescan and prune
     assert store.nbytes <= store.max_bytes
@@ -172,10 +215,10 @@ def test_sigkill_part_way_then_resume(tmp_path, folder, count_embeds):
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
-    finished = len(DiskCache(cache).files())
+    finished = len(DiskCache(cache))
     assert 4 * 4 <= finished < len(folder)  # finished batches survived the kill
     out = _embed(folder, DiskCache(cache))
     same(out, _embed(folder, None))
     computed = count_embeds["n"] - len(folder)  # minus the uncached reference
     assert computed == len(folder) - finished  # the finished part was not redone
-    assert len(DiskCache(cache).files()) == len(folder)
+    assert len(DiskCache(cache)) == len(folder)
