@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sktransfer import PretrainedFeatureExtractor
+from sktransfer import DiskCache, PretrainedFeatureExtractor
 
 
 def run(*args, cwd):
@@ -185,8 +185,8 @@ def test_several_text_files_are_all_read(tmp_path):
 def test_cache_makes_a_rerun_resume(tree):
     args = ("embed", "test-cnn", "imgs", "--cache", "cache", "--no-progress")
     assert run(*args, "-o", "a.npy", cwd=tree).returncode == 0
-    files = sorted((tree / "cache").rglob("*.npy"))
-    assert len(files) == 5
+    assert len(DiskCache(tree / "cache")) == 5
+    files = sorted((tree / "cache").rglob("*.seg"))
     stamps = [f.stat().st_mtime_ns for f in files]
     assert run(*args, "-o", "b.npy", cwd=tree).returncode == 0
     assert [f.stat().st_mtime_ns for f in files] == stamps  # served, not rewritten

@@ -100,11 +100,13 @@ def test_durability_batch_syncs_every_batch_and_interval_defers(tmp_path, monkey
     assert len(synced) == 6  # each segment and its directory, every batch
     synced.clear()
     lazy = DiskCache(tmp_path / "b")
-    for i in range(3):
+    for i in range(3):  # fast batches: the first written, the others grouped
         lazy.put_many([f"b{i}"], rows)
-    assert synced == []  # deferred ...
+    assert synced == []  # fsync deferred ...
     lazy.flush()
-    assert len(synced) == 4  # ... then the three segments and the directory
+    segments = lazy.files()
+    assert len(segments) == 2 and len(lazy) == 3
+    assert len(synced) == len(segments) + 1  # ... then each segment and the folder
     with pytest.raises(ValueError, match="'durability' parameter"):
         DiskCache(tmp_path / "c", durability="never")
 
@@ -162,7 +164,7 @@ def test_a_full_disk_is_a_warning(tmp_path, folder, monkeypatch):
 def test_size_counts_disk_blocks_and_pruning_does_not_rescan_every_write(
     tmp_path, monkeypatch
 ):
-    store = DiskCache(tmp_path, max_bytes=1 << 30)
+    store = DiskCache(tmp_path, max_bytes=1 << 30, durability="batch")  # a file each
     scans = []
     real = DiskCache.files
     monkeypatch.setattr(DiskCache, "files", lambda self: scans.append(1) or real(self))
