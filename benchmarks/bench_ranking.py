@@ -4,7 +4,7 @@ Candidates: a layer sweep of EfficientNet-Lite0 (the pooled features and blocks
 4, 5 and 6), each a full embedding pass. The ratio is rank_backbones' total time
 (embedding, LogME, H-score, a 5-fold probe per candidate and the pixel baseline)
 over the sum of the four uncached ``fit_transform`` passes, measured in the same
-run. Target <= 1.10x (issue 21; it was 1.15x). Data: scikit-image's ``lfw_subset`` (200 real images).
+run. Target <= 1.10x (issue 21; it was 1.164x, then 1.121x). Data: scikit-image's ``lfw_subset`` (200 real images).
 
 It also ranks the same sweep on scikit-learn's digits (1,797 8x8 images), where
 the demo found ImageNet features no better than raw pixels: the ranking should

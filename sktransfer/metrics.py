@@ -19,7 +19,7 @@ with a threshold. See the "Choosing a backbone" guide for their failure modes.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.covariance import ledoit_wolf
+from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_array, check_consistent_length
 
@@ -168,10 +168,36 @@ def hscore(features, y):
     check_consistent_length(F, y)
     labels = LabelEncoder().fit_transform(np.asarray(y).ravel())
     F = F - F.mean(axis=0)
-    shrunk, a = ledoit_wolf(F, assume_centered=True)
-    means = np.zeros_like(F)
-    for c in np.unique(labels):
-        members = labels == c
-        means[members] = F[members].mean(axis=0)
-    between = (1 - a) * (means.T @ means) / len(F)
+    n, d = F.shape
+    a = float(ledoit_wolf_shrinkage(F, assume_centered=True))
+    classes, counts = np.unique(labels, return_counts=True)
+    centres = np.stack([F[labels == c].mean(axis=0) for c in classes])  # (K, d)
+    lam = a * float(np.einsum("ij,ij->", F, F)) / (n * d)  # a * mean variance
+    if n < d and lam > 0:
+        # Woodbury: C = lam I + (1 - a) F'F / n, inverted in the n x n space
+        # (O(n^2 d) instead of O(d^3); the same value, as C is invertible)
+        quad = _woodbury_quadratic(F, centres, lam, a)
+        if quad is not None:
+            return float((1 - a) * (counts @ quad) / n)
+    shrunk = (1 - a) * (F.T @ F) / n + lam * np.eye(d)
+    means = centres[np.searchsorted(classes, labels)]
+    between = (1 - a) * (means.T @ means) / n
     return float(np.trace(np.linalg.pinv(shrunk, hermitian=True) @ between))
+
+
+def _woodbury_quadratic(F, centres, lam: float, a: float):
+    """``m' C^-1 m`` for each row ``m`` of ``centres``, ``C = lam I + (1 - a)
+    F'F / n``, through the n x n system; None if that system is singular in
+    floating point (the caller then inverts C itself)."""
+    norms = np.einsum("kd,kd->k", centres, centres)
+    if a >= 1:  # all shrinkage: C = lam I
+        return norms / lam
+    n = len(F)
+    G = (lam * n / (1 - a)) * np.eye(n) + F @ F.T
+    P = centres @ F.T  # (K, n)
+    try:
+        solved = np.linalg.solve(G, P.T).T
+    except np.linalg.LinAlgError:
+        return None
+    quad = (norms - np.einsum("kn,kn->k", P, solved)) / lam
+    return quad if np.isfinite(quad).all() else None

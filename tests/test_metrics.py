@@ -119,3 +119,21 @@ def test_scores_are_finite_for_any_shape(n, d, classes, seed):
     y = np.arange(n) % classes
     assert np.isfinite(logme_score(F, y))
     assert np.isfinite(hscore(F, y))
+
+
+@pytest.mark.parametrize("n, d, k", [(40, 300, 3), (200, 1280, 2), (15, 20, 15)])
+def test_hscore_through_woodbury_equals_the_direct_inverse(n, d, k):
+    """Fewer samples than features: the n x n path gives the d x d formula."""
+    from sklearn.covariance import ledoit_wolf
+
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, k, n)
+    F = rng.normal(size=(n, d)) + 0.5 * y[:, None]
+    Fc = F - F.mean(axis=0)
+    shrunk, a = ledoit_wolf(Fc, assume_centered=True)
+    means = np.stack([Fc[y == c].mean(axis=0) for c in np.unique(y)])
+    means = means[np.searchsorted(np.unique(y), y)]
+    direct = np.trace(
+        np.linalg.pinv(shrunk, hermitian=True) @ ((1 - a) * means.T @ means / n)
+    )
+    assert hscore(F, y) == pytest.approx(direct, rel=1e-9)
