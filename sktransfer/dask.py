@@ -24,6 +24,12 @@ How the work is placed:
   the in-memory path does); ``"nan"`` / ``"zero"`` fill the failed rows
   (``da.isnan(out).any(axis=1)`` finds them).
 
+Speed: distributed's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+which made embedding 1.5x slower here (freed buffers are handed back to the
+system and faulted in again every batch); start the cluster under
+``dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+None})`` (see the scaling guide).
+
 Needs ``pip install 'sktransfer[dask]'``.
 """
 
@@ -34,12 +40,17 @@ import numpy as np
 __all__ = ["embed"]
 
 
-def _embed_partition(extractor, part, offset: int) -> np.ndarray:
+def _embed_partition(extractor, part, offset: int, expected=None) -> np.ndarray:
     """Embed one partition (runs on a worker)."""
     width = extractor._n_features_out
     if hasattr(part, "to_numpy") and getattr(part, "ndim", 1) == 2:
         part = part.iloc[:, 0]  # a one-column DataFrame partition
     n = len(part)
+    if expected is not None and n != expected:
+        raise ValueError(
+            f"a partition has {n} rows, but lengths= said {expected}; pass the "
+            "partitions' real lengths, or lengths='compute'."
+        )
     if n == 0:
         return np.empty((0, width), np.float32)
     index = getattr(part, "index", None)  # a pandas partition's labels
@@ -93,7 +104,7 @@ def _partitions(collection):
     )
 
 
-def embed(extractor, collection):
+def embed(extractor, collection, *, lengths="auto"):
     """Embed a Dask collection with a fitted extractor, on the workers.
 
     Parameters
@@ -103,13 +114,22 @@ def embed(extractor, collection):
         File paths, texts, bytes (Series / Bag), or images as an
         ``(n, height, width[, channels])`` Array (chunked along the first axis
         only; other axes are merged).
+    lengths : "auto", "compute" or sequence of int, default="auto"
+        The partitions' lengths. ``"auto"``: those the collection knows (a Dask
+        Array's chunks); otherwise the result has unknown chunk sizes (as
+        dask's own ``to_dask_array()``), and each partition's row offset (for
+        error messages) is counted inside the same graph, so the collection is
+        computed once. ``"compute"``: count them first, in a separate pass, for
+        known chunks (persist the collection first if producing it is
+        expensive; distributed may warn "Detected different `run_spec`" when
+        the two graphs are optimised differently, as for a filtered Bag). A
+        sequence: the lengths, checked on the workers.
 
     Returns
     -------
     dask.array.Array of shape (n_samples, n_features), float32
-        Known chunks (one per partition), rows in input order. Partitions whose
-        length is unknown are counted first (one cheap pass; persist the
-        collection if producing it is expensive).
+        One chunk per partition, rows in input order (``out.compute_chunk_sizes()``
+        learns unknown sizes).
 
     Examples
     --------
@@ -119,7 +139,7 @@ def embed(extractor, collection):
     >>> from sktransfer.dask import embed
     >>> texts = ["a cat", "a dog", "a bird", "a fish", "a frog"]
     >>> ext = PretrainedFeatureExtractor("test-text").fit(texts)
-    >>> out = embed(ext, db.from_sequence(texts, npartitions=2))
+    >>> out = embed(ext, db.from_sequence(texts, npartitions=2), lengths="compute")
     >>> out.chunks[0], out.shape[1] == ext.transform(texts).shape[1]
     ((3, 2), True)
     >>> with dask.config.set(scheduler="synchronous"):
@@ -138,19 +158,40 @@ def embed(extractor, collection):
         )
     extractor._check_fitted()
     width = extractor._n_features_out
-    parts, lengths = _partitions(collection)
-    if lengths is None:
-        lengths = dask.compute(*[dask.delayed(len)(p) for p in parts])
+    parts, known = _partitions(collection)
     if not parts:
         return da.empty((0, width), dtype=np.float32, chunks=((0,), (width,)))
     node = dask.delayed(extractor, pure=True, traverse=False)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    checked = None
+    if isinstance(lengths, str) and lengths == "compute" and known is None:
+        known = dask.compute(*[dask.delayed(len)(p) for p in parts])
+    elif not isinstance(lengths, str):
+        known = checked = [int(n) for n in lengths]
+        if len(known) != len(parts):
+            raise ValueError(
+                f"lengths= has {len(known)} entries for {len(parts)} partitions."
+            )
+    elif lengths not in ("auto", "compute"):
+        raise ValueError(
+            "The 'lengths' parameter of embed must be 'auto', 'compute' or a "
+            f"sequence of int. Got {lengths!r} instead."
+        )
+    if known is not None:
+        offsets = np.concatenate([[0], np.cumsum(known)[:-1]]).astype(int).tolist()
+        sizes = [int(n) for n in known]
+    else:  # offsets counted in the same graph: the collection is computed once
+        counts = [dask.delayed(len, pure=True)(p) for p in parts]
+        offsets = [0] + [
+            dask.delayed(sum, pure=True)(counts[:i]) for i in range(1, len(parts))
+        ]
+        sizes = [np.nan] * len(parts)
+    expected = checked or [None] * len(parts)
     blocks = [
         da.from_delayed(
-            dask.delayed(_embed_partition, pure=True)(node, part, int(offset)),
-            shape=(int(n), width),
+            dask.delayed(_embed_partition, pure=True)(node, part, offset, exp),
+            shape=(n, width),
             dtype=np.float32,
         )
-        for part, n, offset in zip(parts, lengths, offsets, strict=True)
+        for part, n, offset, exp in zip(parts, sizes, offsets, expected, strict=True)
     ]
-    return da.concatenate(blocks, axis=0)
+    return da.concatenate(blocks, axis=0, allow_unknown_chunksizes=True)

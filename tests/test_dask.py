@@ -82,8 +82,10 @@ def test_series_of_paths_equals_transform_one_load_per_worker(
     paths = image_files[0]
     ext = PretrainedFeatureExtractor("test-cnn", cache=None).fit(paths[:1])
     series = dd.from_pandas(pd.Series(paths, name="path"), npartitions=6)
-    out = embed(ext, series)
-    assert out.chunks[0] == (2, 2, 2, 2, 2, 2) and out.shape == (12, 32)
+    known = embed(ext, series, lengths="compute")
+    assert known.chunks[0] == (2, 2, 2, 2, 2, 2) and known.shape == (12, 32)
+    out = embed(ext, series)  # one graph: sizes unknown until computed
+    assert np.isnan(out.shape[0]) and out.shape[1] == 32
     np.testing.assert_allclose(out.compute(), ext.transform(paths), atol=1e-5)
     counts = counted()
     assert all(c["loads"] <= 1 for c in counts), counts  # once per worker
@@ -192,3 +194,24 @@ def test_errors_name_the_index_label_as_in_memory(client, image_files, tmp_path)
     with pytest.raises(InputError) as dist:
         embed(strict, series).compute()
     assert str(dist.value) == str(mem.value)
+
+
+def test_a_filtered_collection_is_computed_once_without_warnings(client, texts, caplog):
+    """Offsets are counted in the embedding's own graph: distributed sees each
+    key once (no "Detected different `run_spec`" warning)."""
+    X = texts[0] * 4
+    ext = PretrainedFeatureExtractor("test-text", cache=None).fit(X)
+    bag = db.from_sequence(X, npartitions=4).map(str.upper).filter(lambda t: "O" in t)
+    kept = [t.upper() for t in X if "O" in t.upper()]
+    with caplog.at_level("WARNING", logger="distributed"):
+        out = embed(ext, bag).compute()
+        again = embed(ext, bag).compute()
+    np.testing.assert_allclose(out, ext.transform(kept), atol=1e-5)
+    np.testing.assert_array_equal(out, again)
+    assert not [r for r in caplog.records if "run_spec" in r.getMessage()]
+    sized = embed(ext, db.from_sequence(X, npartitions=2), lengths=[12, 12])
+    assert sized.chunks[0] == (12, 12)
+    with pytest.raises(ValueError, match="lengths= said 5"):
+        embed(ext, db.from_sequence(X, npartitions=2), lengths=[5, 19]).compute()
+    with pytest.raises(ValueError, match="'lengths' parameter"):
+        embed(ext, db.from_sequence(X, npartitions=2), lengths="guess")
