@@ -104,3 +104,48 @@ def test_class_names_head_starts_as_the_zero_shot_classifier():
         FineTunedRegressor("test-text", head_init="class_names").fit(
             texts, np.arange(6.0)
         )
+
+
+def test_one_single_sample_class_does_not_stop_the_validation_split():
+    """Issue 21 item 2: one class of one sample among 200 samples used to turn
+    the whole fit into "the probe alone" (and a random head into no model)."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.repeat(["a", "b", "c"], [100, 99, 0]), ["z"]]
+    X = rng.integers(0, 255, (len(y), 32, 32, 3), np.uint8)
+    X[y == "a", :, :, 0] = 250
+    for head_init in ("probe", "random"):
+        clf = FineTunedClassifier(
+            "test-cnn", max_epochs=2, head_init=head_init, random_state=0
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # no few-sample fallback
+            clf.fit(X, y)
+        assert clf.cv_epoch_losses_ is None and len(clf.history) == 2
+        assert clf.classes_.tolist() == ["a", "b", "z"]
+        if head_init == "probe":
+            assert (clf.predict(X[:199]) == y[:199]).mean() > 0.9
+        else:  # a random head's epoch 0 is scored, never kept
+            assert clf.best_epoch_ >= 1 and clf.start_scores_ is not None
+
+
+def test_rare_classes_are_trained_on_never_held_out():
+    from sktransfer.finetune._small_data import RareClassesTrained
+
+    y = np.r_[np.zeros(50, int), np.ones(30, int), [2, 3]]
+    train, valid = next(RareClassesTrained(y, 8, random_state=0).split())
+    assert {80, 81} <= set(train.tolist()) and len(valid) == 8
+    assert sorted(np.r_[train, valid].tolist()) == list(range(82))
+    assert set(np.bincount(y[valid]).tolist()[:2]) <= {3, 4, 5}  # stratified
+
+
+def test_a_random_head_with_nothing_to_hold_out_trains_max_epochs():
+    y = np.array(["a", "b", "c"])
+    X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
+    clf = FineTunedClassifier(
+        "test-cnn", max_epochs=2, head_init="random", random_state=0
+    )
+    with pytest.warns(UserWarning, match="random head has no probe"):
+        clf.fit(X, y)
+    assert len(clf.history) == 2

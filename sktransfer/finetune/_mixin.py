@@ -43,10 +43,14 @@ from sktransfer.finetune._data import (
 )
 from sktransfer.finetune._device import DeviceParamMixin
 from sktransfer.finetune._module import BatchAugment
-from sktransfer.finetune._params import callbacks_ok, check_params
+from sktransfer.finetune._params import callbacks_ok, check_params, n_valid
 from sktransfer.finetune._regularizers import l2sp_penalty
 from sktransfer.finetune._resume import resume_epochs
-from sktransfer.finetune._small_data import choose_epochs, too_small_reason
+from sktransfer.finetune._small_data import (
+    RareClassesTrained,
+    choose_epochs,
+    too_small_reason,
+)
 from sktransfer.finetune._strategies import apply_strategy, gradual_unfreezers
 
 __all__ = ["FineTuneMixin"]
@@ -116,7 +120,13 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 valid = self.get_dataset(valid.X, yv)
             return train, valid
         dataset = self.get_dataset(X, y)
-        if isinstance(self.valid_size, Integral):  # a count, as train_test_split
+        if self._stratified and _has_single_sample_class(y):
+            # a class of one sample is trained on, never held out
+            cv = RareClassesTrained(
+                y, n_valid(self.valid_size, len(y)), self.random_state
+            )
+            split = ValidSplit(cv, stratified=False)
+        elif isinstance(self.valid_size, Integral):  # a count, as train_test_split
             # (skorch's ValidSplit reads an int as a number of folds)
             cls = StratifiedShuffleSplit if self._stratified else ShuffleSplit
             cv = cls(
@@ -359,6 +369,13 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 if curve
                 else "the linear probe alone (nothing can be held out)"
             )
+            if not curve and getattr(self, "head_init", "probe") == "random":
+                # epoch 0 of a random head is no model: train without a choice
+                epochs = self.max_epochs
+                how = (
+                    f"max_epochs={epochs} without validation (nothing can be held "
+                    "out, and a random head has no probe to fall back on)"
+                )
         warnings.warn(
             f"{name}: {reason}, so it trains on every sample for {how}. Pass "
             "valid_size=None to train max_epochs epochs without a choice, or "
@@ -420,3 +437,10 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 f"This {type(self).__name__} is not fitted yet; call fit first."
             )
         self._check_network_unchanged()
+
+
+def _has_single_sample_class(y) -> bool:
+    if y is None:
+        return False
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return bool((counts < 2).any())

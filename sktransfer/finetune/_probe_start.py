@@ -227,7 +227,9 @@ class ProbeStart(Callback):
         scores = self._score(net, dataset_valid)
         net.start_scores_ = scores
         key = _comparable(scores, self.monitor)
-        if key is not None:
+        if key is not None and net.head_init != "random":
+            # epoch 0 is a model to keep only when it is the probe (or the
+            # class names' head); a random head is scored, never kept
             self.best_ = (key, 0, copy.deepcopy(net._plain_module().state_dict()))
             net.best_epoch_ = 0
 

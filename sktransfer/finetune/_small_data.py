@@ -11,7 +11,10 @@ included, on the held-out fold; the epoch with the lowest mean validation
 loss wins, and
 the final fit trains on every sample for that many epochs (epoch 0: the
 probe alone, the backbone untouched). With one sample of some class nothing
-can be held out: the probe is kept. A ``UserWarning`` says which happened.
+can be held out: the probe is kept (a random head trains ``max_epochs``
+without a choice). A class with a single sample never stops a split by itself:
+its rows are trained on, and the split (or the folds) stratify the other
+classes (:class:`RareClassesTrained`). A ``UserWarning`` says which happened.
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, StratifiedShuffleSplit
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from sktransfer._compat import _safe_indexing
 from sktransfer.finetune._params import n_valid
 
-__all__ = ["MIN_VALID_PER_CLASS", "choose_epochs", "too_small_reason"]
+__all__ = [
+    "MIN_VALID_PER_CLASS",
+    "RareClassesTrained",
+    "choose_epochs",
+    "too_small_reason",
+]
 
 MIN_VALID_PER_CLASS = 2  # fewer held-out samples per class cannot pick an epoch
 MIN_VALID_REGRESSION = 5
@@ -59,7 +67,8 @@ def too_small_reason(net, y_encoded: np.ndarray, n_classes: int | None) -> str |
             )
         return None
     counts = np.bincount(y_encoded, minlength=n_classes)
-    if counts.min() < 2:
+    present = counts[counts > 0]
+    if (present >= 2).sum() < 2:  # nothing left to validate on
         rare = ", ".join(
             f"{c}: {k}" for c, k in zip(classes, counts, strict=True) if k < 2
         )
@@ -67,6 +76,10 @@ def too_small_reason(net, y_encoded: np.ndarray, n_classes: int | None) -> str |
             f"a class has {counts.min()} sample(s), too few to hold one out "
             f"(samples per class: {rare})"
         )
+    # classes with one sample are trained on, never held out
+    # (RareClassesTrained); the others must support a stratified split
+    n_classes = int((present >= 2).sum())
+    n = int(present[present >= 2].sum())
     if held < n_classes or n - held < n_classes:
         return (
             f"valid_size={net.valid_size} of {n} samples holds out {held} for "
@@ -86,6 +99,39 @@ def too_small_reason(net, y_encoded: np.ndarray, n_classes: int | None) -> str |
     return None
 
 
+class RareClassesTrained:
+    """A stratified shuffle split that keeps the rows of classes with a single
+    sample in the training part (they cannot be held out, and one of them
+    must not stop a validation split of thousands of samples).
+
+    Parameters
+    ----------
+    y : array of shape (n_samples,)
+        The (encoded) labels.
+    n_valid : int
+        How many rows to hold out, all from classes with two samples or more.
+    random_state : int or None
+    """
+
+    def __init__(self, y, n_valid: int, random_state=None):
+        self.y = np.asarray(y)
+        self.n_valid = int(n_valid)
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return 1
+
+    def split(self, X=None, y=None, groups=None):
+        values, counts = np.unique(self.y, return_counts=True)
+        rare = np.isin(self.y, values[counts < 2])
+        common = np.flatnonzero(~rare)
+        splitter = StratifiedShuffleSplit(
+            1, test_size=self.n_valid, random_state=self.random_state
+        )
+        train, valid = next(splitter.split(common, self.y[common]))
+        yield np.sort(np.r_[common[train], np.flatnonzero(rare)]), common[valid]
+
+
 def choose_epochs(net, X, y, y_encoded, n_classes) -> tuple[int, list[float]]:
     """The number of epochs (0 = the probe) with the lowest cross-validated
     validation loss (smoother than accuracy on a few held-out samples).
@@ -94,11 +140,18 @@ def choose_epochs(net, X, y, y_encoded, n_classes) -> tuple[int, list[float]]:
     ``0..max_epochs`` (empty when nothing could be held out).
     """
     if n_classes is not None:
-        k = int(min(3, np.bincount(y_encoded, minlength=n_classes).min()))
+        counts = np.bincount(y_encoded, minlength=n_classes)
+        rare = counts[y_encoded] < 2  # trained on in every fold, never held out
+        common = np.flatnonzero(~rare)
+        present = counts[counts >= 2]
+        k = int(min(3, present.min())) if len(present) >= 2 else 0
         if k < 2:
             return 0, []
         splitter = StratifiedKFold(k, shuffle=True, random_state=net.random_state)
-        folds = list(splitter.split(np.zeros(len(y_encoded)), y_encoded))
+        folds = [
+            (np.sort(np.r_[common[tr], np.flatnonzero(rare)]), common[va])
+            for tr, va in splitter.split(common, y_encoded[common])
+        ]
     else:
         k = int(min(3, len(y_encoded) // 2))
         if k < 2:
