@@ -241,7 +241,8 @@ def rows():
         sec = d["seconds"]
         out.append(
             (
-                "Dask, 2 single-thread workers / in process with 2 threads",
+                "Dask, 2 single-thread workers (MALLOC_TRIM_THRESHOLD_ unset) / in "
+                "process with 2 threads",
                 f"{d['ratios']['dask_vs_in_process']:.2f}x ({sec['dask_2_workers']:.1f}"
                 f" s / {sec['in_process_2_threads']:.1f} s); scheduler "
                 f"{d['scheduler_overhead_seconds_per_partition'] * 1e3:.1f} ms/partition",
@@ -249,6 +250,29 @@ def rows():
                 _machine(d["machine"]),
             )
         )
+        if "dask_default_malloc_trim_vs_in_process" in d["ratios"]:
+            out.append(
+                (
+                    "Dask, same, with distributed's default MALLOC_TRIM_THRESHOLD_="
+                    "65536 in the workers",
+                    f"{d['ratios']['dask_default_malloc_trim_vs_in_process']:.2f}x",
+                    "",
+                    _machine(d["machine"]),
+                )
+            )
+        if "dask_vs_two_processes" in d["ratios"]:
+            r = d["ratios"]
+            out.append(
+                (
+                    "Dask, 2 single-thread workers / 2 separate single-thread "
+                    "processes (half the files each)",
+                    f"{r['dask_vs_two_processes']:.2f}x (the two processes: "
+                    f"{r['two_processes_vs_in_process']:.2f}x the one with 2 "
+                    "threads)",
+                    "<= 1.2x",
+                    _machine(d["machine"]),
+                )
+            )
     n = _load("finite_check")
     if n:
         for name in ("efficientnet_lite0", "all-MiniLM-L6-v2"):
@@ -316,6 +340,22 @@ def rows():
                     _machine(fs["machine"]),
                 )
             )
+    fd = _load("finetune_defaults")
+    if fd:
+        r = fd["rows"]
+        out.append(
+            (
+                "Fine-tuning defaults, WordNet nouns 26-way (MiniLM, full, 3 "
+                "epochs): test accuracy",
+                f"defaults {r['defaults']['accuracy']:.3f}; old defaults "
+                f"{r['old_defaults']['accuracy']:.3f}; LP-FT without validation "
+                f"{r['probe_no_valid']['accuracy']:.3f}; random head + validation "
+                f"{r['random_valid']['accuracy']:.3f}; plain PyTorch loop "
+                f"{r['plain_loop']['accuracy']:.3f}",
+                ">= 0.80",
+                _machine(fd["machine"]),
+            )
+        )
     dc = _load("disk_cache")
     if dc:
         m = _machine(dc["machine"])

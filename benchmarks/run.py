@@ -26,6 +26,7 @@ BENCHES = [
     "finite",
     "export",
     "disk_cache",
+    "finetune_defaults",
 ]
 
 

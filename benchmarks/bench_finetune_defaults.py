@@ -1,0 +1,167 @@
+"""Which part of the fine-tuning defaults costs accuracy (issue 21 item 2).
+
+Task: 26-way WordNet noun classification, a definition to its lexicographer
+file (``noun.animal``, ``noun.artifact``...; Debian's ``wordnet-base``), 3,000
+definitions to train on and 1,000 held out, drawn at random (seed 0); MiniLM
+(``all-MiniLM-L6-v2``, packaged), ``strategy="full"``, 3 epochs, seed 0, one
+run per cell on this machine. Cells:
+
+- ``defaults``: ``FineTunedClassifier`` as shipped (LP-FT start, 10 % held out,
+  best epoch of the validation score, epoch 0 included);
+- ``old_defaults``: ``head_init="random", valid_size=None`` (before LP-FT and
+  the validation split became the default);
+- ``probe_no_valid``: LP-FT start, no validation split (every sample trained
+  on, the last epoch kept);
+- ``random_valid``: a random head, 10 % held out and the best epoch;
+- ``plain_loop``: a hand-written PyTorch loop on the same network (mean-pooled
+  MiniLM, a linear head), AdamW at the same learning rates as the defaults
+  (1e-4 for the encoder, 1e-3 for the head, weight decay 0.01), batch 32,
+  shuffled, 3 epochs, the last epoch kept.
+
+Only the training split chooses anything (the validation split is a part of
+it); the 1,000 test definitions only score. ``python
+benchmarks/bench_finetune_defaults.py`` (about 15 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _common import QUICK, machine, write_result
+
+WORDNET = Path("/usr/share/wordnet/data.noun")
+NOUN_FILES = {
+    3: "Tops", 4: "act", 5: "animal", 6: "artifact", 7: "attribute", 8: "body",
+    9: "cognition", 10: "communication", 11: "event", 12: "feeling", 13: "food",
+    14: "group", 15: "location", 16: "motive", 17: "object", 18: "person",
+    19: "phenomenon", 20: "plant", 21: "possession", 22: "process",
+    23: "quantity", 24: "relation", 25: "shape", 26: "state", 27: "substance",
+    28: "time",
+}  # fmt: skip
+N_TRAIN, N_TEST = (600, 200) if QUICK else (3000, 1000)
+EPOCHS = 1 if QUICK else 3
+BACKBONE = "all-MiniLM-L6-v2"
+
+
+def wordnet_nouns(seed: int = 0):
+    rows = []
+    for line in WORDNET.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(" ") or "|" not in line:
+            continue
+        label = "noun." + NOUN_FILES[int(line.split(" ", 3)[1])]
+        gloss = line.split("|", 1)[1].strip()
+        definition = re.split(r'[;"]', gloss)[0].strip()
+        if definition:
+            rows.append((definition, label))
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(rows))[: N_TRAIN + N_TEST]
+    X = [rows[i][0] for i in pick]
+    y = np.asarray([rows[i][1] for i in pick], dtype=object)
+    return (X[:N_TRAIN], y[:N_TRAIN]), (X[N_TRAIN:], y[N_TRAIN:])
+
+
+def plain_loop(X, y, X_test, seed=0) -> tuple[np.ndarray, float]:
+    import copy
+
+    import torch
+    from torch import nn
+
+    from sktransfer._text import pad_tokens, token_ids
+    from sktransfer.backbones import load_backbone
+    from sktransfer.backbones._features import build_feature_model
+
+    torch.manual_seed(seed)
+    loaded = load_backbone(BACKBONE)
+    body = build_feature_model(loaded.spec, copy.deepcopy(loaded.model), pooling="mean")
+    for p in body.parameters():
+        p.requires_grad_(True)
+    classes = np.unique(y)
+    target = torch.as_tensor(np.searchsorted(classes, y))
+    head = nn.Linear(384, len(classes))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": body.parameters(), "lr": 1e-4},
+            {"params": head.parameters(), "lr": 1e-3},
+        ],
+        weight_decay=0.01,
+    )
+    tok = loaded.tokenizer
+    ids = token_ids(tok, X, 256)
+    start = time.perf_counter()
+    body.train()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(EPOCHS):
+        order = torch.randperm(len(X), generator=generator).tolist()
+        for lo in range(0, len(order), 32):
+            rows = order[lo : lo + 32]
+            batch = pad_tokens([ids[i] for i in rows], tok.pad_token_id)
+            loss = nn.functional.cross_entropy(head(body(**batch)), target[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    seconds = time.perf_counter() - start
+    body.eval()
+    test_ids = token_ids(tok, X_test, 256)
+    preds = []
+    with torch.inference_mode():
+        for lo in range(0, len(test_ids), 64):
+            batch = pad_tokens(test_ids[lo : lo + 64], tok.pad_token_id)
+            preds.append(head(body(**batch)).argmax(1).numpy())
+    return classes[np.concatenate(preds)], seconds
+
+
+CELLS = {
+    "defaults": {},
+    "old_defaults": {"head_init": "random", "valid_size": None},
+    "probe_no_valid": {"valid_size": None},
+    "random_valid": {"head_init": "random"},
+}
+
+
+def main():
+    warnings.filterwarnings("ignore")
+    from sktransfer import FineTunedClassifier
+
+    (X, y), (X_test, y_test) = wordnet_nouns()
+    rows = {}
+    for name, params in CELLS.items():
+        clf = FineTunedClassifier(
+            BACKBONE, strategy="full", max_epochs=EPOCHS, random_state=0, **params
+        )
+        start = time.perf_counter()
+        clf.fit(X, y)
+        seconds = time.perf_counter() - start
+        rows[name] = {
+            "params": {k: str(v) for k, v in params.items()},
+            "accuracy": float((clf.predict(X_test) == y_test).mean()),
+            # None without a validation split: the last epoch is kept
+            "best_epoch": getattr(clf, "best_epoch_", None),
+            "fit_seconds": seconds,
+        }
+        print(name, rows[name], flush=True)
+    pred, seconds = plain_loop(X, y, X_test)
+    rows["plain_loop"] = {
+        "accuracy": float((pred == y_test).mean()),
+        "fit_seconds": seconds,
+    }
+    print("plain_loop", rows["plain_loop"], flush=True)
+    write_result(
+        "finetune_defaults",
+        {
+            "machine": machine(),
+            "task": f"WordNet nouns, definition -> lexicographer file (26 classes), "
+            f"{N_TRAIN} train / {N_TEST} test, seed 0",
+            "backbone": BACKBONE,
+            "strategy": "full",
+            "max_epochs": EPOCHS,
+            "rows": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
