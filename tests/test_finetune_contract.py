@@ -169,10 +169,14 @@ def test_bad_parameters_name_the_parameter(images, params, error, match):
 def test_stratified_split_with_too_few_samples_per_class(images):
     X, y = images
     y = y.astype(object)
-    y[0] = "bird"  # one sample of a class: nothing can be held out
-    with pytest.warns(UserWarning, match=r"a class has 1 sample.*linear probe alone"):
-        net = make(valid_size=0.1).fit(X, y)
-    assert net.best_epoch_ == 0 and "bird" in net.classes_
+    y[0] = "bird"  # one sample of a class: trained on, never held out
+    with pytest.warns(UserWarning, match=r"holds out 3 for 2 classes.*cross-valid"):
+        net = make(valid_size=0.1).fit(X, y)  # 3 held out: too few for 2 classes
+    assert net.cv_epoch_losses_ is not None and "bird" in net.classes_
+    y[1:12] = "bird"  # ... and with enough of the others, a plain split
+    y[0] = "fish"
+    net = make(valid_size=0.25).fit(X, y)
+    assert net.cv_epoch_losses_ is None and "fish" in net.classes_
     make(valid_size=None).fit(X, y)  # the alternative the message names works
     three = np.array(["a", "b", "c"] * 8)
     with pytest.warns(UserWarning, match=r"holds out 2 for 3 classes"):

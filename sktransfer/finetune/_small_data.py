@@ -68,7 +68,9 @@ def too_small_reason(net, y_encoded: np.ndarray, n_classes: int | None) -> str |
         return None
     counts = np.bincount(y_encoded, minlength=n_classes)
     present = counts[counts > 0]
-    if (present >= 2).sum() < 2:  # nothing left to validate on
+    if counts.min() < 1 or (present >= 2).sum() < 2:
+        # a class of the first fit missing (warm start), or nothing left to
+        # validate on
         rare = ", ".join(
             f"{c}: {k}" for c, k in zip(classes, counts, strict=True) if k < 2
         )
