@@ -20,8 +20,6 @@ import torch
 from torch import nn
 
 from sktransfer._runtime import resolve_device
-from sktransfer.backbones._factory import load_backbone
-from sktransfer.backbones._registry import get_backbone_spec
 from sktransfer.exceptions import EnvironmentChangeWarning, UnsafeFileError
 from sktransfer.persist._codec import TAG, Decoder, Encoder, SaveError, ref_name
 
@@ -119,15 +117,10 @@ def _rebuilder(obj):
 
 # ------------------------------------------------------------------ identity
 def _loaded(obj):
-    backbone = obj.backbone
-    spec = get_backbone_spec(backbone)
-    n_in = getattr(obj, "n_features_in_", None) if spec.modality == "tabular" else None
-    return load_backbone(
-        spec,
-        getattr(obj, "weights", None),
-        n_features_in=n_in,
-        trust_remote_code=getattr(obj, "trust_remote_code", False),
-    )
+    """The backbone ``obj`` runs, loaded as its own code loads it
+    (``BackboneMixin._load_backbone``; the zero-shot classifier's extractor)."""
+    owner = obj if hasattr(obj, "_load_backbone") else obj._extractor()
+    return owner._load_backbone()
 
 
 def _identity(obj, enc: Encoder, where: str) -> dict | None:
