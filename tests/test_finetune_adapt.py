@@ -128,3 +128,61 @@ def test_gradient_reversal_and_coral_loss():
     assert parse_adaptation("dann+entropy") == ("dann", "entropy")
     with pytest.raises(ValueError):
         parse_adaptation("dann+dann")
+
+
+# ----------------------------------------------------------- the regressor
+@pytest.fixture
+def shifted_regression(images):
+    X, _ = images
+    target = X[:16].copy()
+    target[..., 2] = np.clip(target[..., 2].astype(int) + 90, 0, 255)
+    y = X.mean(axis=(1, 2, 3)).astype(np.float64)
+    return np.concatenate([X, target]), np.r_[y, np.full(16, np.nan)], y
+
+
+def _fit_regressor(X, y, **kwargs):
+    from sktransfer import FineTunedRegressor
+
+    params = {"strategy": "full", "max_epochs": 2, "random_state": 0, **kwargs}
+    return FineTunedRegressor("test-cnn", **params).fit(X, y)
+
+
+@pytest.mark.parametrize("adaptation", ["dann", "coral", "dann+coral"])
+def test_the_regressor_adapts_to_rows_whose_targets_are_nan(
+    shifted_regression, adaptation
+):
+    X, y, y_source = shifted_regression
+    reg = _fit_regressor(X, y, adaptation=adaptation, valid_size=8)
+    # the scaling, the probe start and the validation read labelled rows only
+    np.testing.assert_allclose(reg.target_mean_, [y_source.mean()])
+    assert reg.start_scores_ is not None
+    assert np.isfinite(reg.history[:, "valid_loss"]).all()
+    assert np.isfinite(reg.history[:, "train_loss"]).all()
+    assert np.isfinite(reg.predict(X)).all()
+    assert hasattr(reg.module_, "domain") == ("dann" in adaptation)
+    plain = _fit_regressor(X[:24], y_source, valid_size=8)
+    assert not np.allclose(plain.predict(X), reg.predict(X))
+
+
+def test_regressor_target_rows_do_not_enter_the_loss(shifted_regression):
+    X, y, _ = shifted_regression
+    reg = _fit_regressor(X, y, adaptation="coral", max_epochs=1, valid_size=None)
+    y_pred = torch.randn(6, 1)
+    y_true = torch.tensor([[0.5], [1.0], [np.nan], [np.nan], [-1.0], [np.nan]])
+    source = ~torch.isnan(y_true[:, 0])
+    mse = torch.nn.functional.mse_loss(y_pred[source], y_true[source])
+    loss = reg.get_loss(y_pred, y_true, training=False)
+    assert float(loss) == pytest.approx(float(mse))
+
+
+def test_regressor_adaptation_errors(shifted_regression):
+    X, y, y_source = shifted_regression
+    with pytest.raises(ValueError, match="a regressor has none"):
+        _fit_regressor(X, y, adaptation="entropy")
+    with pytest.raises(ValueError, match="missing values"):
+        _fit_regressor(X, y)  # NaN without adaptation= is still an error
+    partly = np.c_[np.r_[y_source, np.zeros(16)], y]  # one target of two missing
+    with pytest.raises(ValueError, match="missing values"):
+        _fit_regressor(X, partly, adaptation="coral")
+    with pytest.warns(UserWarning, match="no unlabelled target row"):
+        _fit_regressor(X[:24], y_source, adaptation="dann", max_epochs=1)

@@ -11,8 +11,9 @@ scikit-learn's semi-supervised estimators.
 
 from sktransfer.adapt._diagnosis import DomainShiftReport, domain_shift
 from sktransfer.adapt._domains import UNLABELED, is_unlabeled, split_domains
-from sktransfer.adapt._labeled import LabeledOnly
+from sktransfer.adapt._labeled import EncodedLabels, LabeledOnly
 from sktransfer.adapt._scorers import (
+    CircularValidationScorer,
     DeepEmbeddedValidationScorer,
     ImportanceWeightedScorer,
     PredictionEntropyScorer,
@@ -23,10 +24,12 @@ from sktransfer.adapt._transformers import CORAL, DomainAdapter, DomainStandardS
 __all__ = [
     "CORAL",
     "UNLABELED",
+    "CircularValidationScorer",
     "DeepEmbeddedValidationScorer",
     "DomainAdapter",
     "DomainShiftReport",
     "DomainStandardScaler",
+    "EncodedLabels",
     "ImportanceWeightedScorer",
     "LabeledOnly",
     "PredictionEntropyScorer",

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from sktransfer._compat import HasMethods
 from sktransfer.adapt._domains import split_domains
 
-__all__ = ["LabeledOnly", "labeled_part"]
+__all__ = ["EncodedLabels", "LabeledOnly", "labeled_part"]
 
 
 def _has(method):
@@ -147,3 +147,83 @@ def _tighten(y):
 
 def _per_sample(value, n: int) -> bool:
     return hasattr(value, "__len__") and not isinstance(value, str) and len(value) == n
+
+
+class EncodedLabels(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Give a semi-supervised estimator labels ``0 .. k-1`` and ``-1``.
+
+    scikit-learn's ``LabelSpreading`` and ``LabelPropagation`` take ``-1`` for
+    unlabelled rows but sort every label, which fails on string classes mixed
+    with the integer ``-1``. This wrapper encodes the labelled rows' classes
+    as integers (``-1`` stays), fits a clone of ``estimator``, and decodes its
+    predictions; ``classes_`` are the original labels.
+
+    Parameters
+    ----------
+    estimator : classifier
+        A semi-supervised classifier reading ``-1`` as unlabelled (cloned).
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted clone.
+    classes_ : ndarray
+        The labelled rows' classes.
+    transduction_ : ndarray
+        The estimator's labels of the training rows, decoded (when it has them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.semi_supervised import LabelSpreading
+    >>> X = np.array([[0.0], [0.1], [1.0], [0.9]])
+    >>> y = np.array(["low", -1, "high", -1], dtype=object)
+    >>> clf = EncodedLabels(LabelSpreading(kernel="knn", n_neighbors=1)).fit(X, y)
+    >>> clf.predict([[0.05], [0.95]]).tolist()
+    ['low', 'high']
+    """
+
+    _parameter_constraints: dict = {"estimator": [HasMethods(["fit", "predict"])]}
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        """Fit the estimator on ``X`` with the encoded labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Labels, ``-1`` for unlabelled rows.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        source, _ = split_domains(y)
+        if not source.any():
+            raise ValueError(
+                "EncodedLabels.fit got no labelled row (every label is -1); give "
+                "it labelled source rows to learn from."
+            )
+        labels = labeled_part(y, source)
+        self.classes_, codes = np.unique(labels, return_inverse=True)
+        encoded = np.full(len(source), -1, dtype=np.int64)
+        encoded[source] = codes
+        self.estimator_ = clone(self.estimator).fit(X, encoded)
+        if hasattr(self.estimator_, "transduction_"):
+            self.transduction_ = self.classes_[self.estimator_.transduction_]
+        return self
+
+    def predict(self, X):
+        """The estimator's predictions, as the original labels."""
+        check_is_fitted(self)
+        return self.classes_[np.asarray(self.estimator_.predict(X), dtype=np.int64)]
+
+    @available_if(_has("predict_proba"))
+    def predict_proba(self, X):
+        """The estimator's class probabilities (columns follow ``classes_``)."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)

@@ -14,6 +14,11 @@ chooses (``GridSearchCV``, a best epoch) may use them. These scorers take
 * :class:`DeepEmbeddedValidationScorer` -- the importance-weighted source loss
   with a control variate (You et al., 2019), lower variance than the plain
   weighting.
+* :class:`CircularValidationScorer` -- label the target rows with the model,
+  fit the same model the other way round (target labelled, source
+  unlabelled), and score it on the true source labels (Bruzzone and
+  Marconcini, 2009). The only one of these that sees what a transductive
+  method does on the target rows; the best of skada's scorers in SKADA-Bench.
 
 :func:`source_only_unless_better` is a ``refit=`` rule for ``GridSearchCV``:
 keep the source-only candidate unless an adapted one scores better by more
@@ -25,11 +30,13 @@ take scikit-learn's ``-1`` rows instead of skada's ``sample_domain``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from numbers import Real
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import get_scorer
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, get_scorer
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -38,6 +45,7 @@ from sktransfer.adapt._domains import split_domains
 from sktransfer.adapt._transformers import DomainAdapter
 
 __all__ = [
+    "CircularValidationScorer",
     "DeepEmbeddedValidationScorer",
     "ImportanceWeightedScorer",
     "PredictionEntropyScorer",
@@ -250,6 +258,83 @@ class DeepEmbeddedValidationScorer(_LabelFreeScorer):
         var = float(np.var(w, ddof=1)) if len(w) > 1 else 0.0
         eta = -float(np.cov(wl, w)[0, 1]) / var if var > 1e-12 else 0.0
         return -float(wl.mean() + eta * w.mean() - eta)
+
+
+_METRICS = {"balanced_accuracy": balanced_accuracy_score, "accuracy": accuracy_score}
+
+
+class CircularValidationScorer(_LabelFreeScorer):
+    """Circular (reverse) validation: there and back again, scored on the
+    source labels (Bruzzone and Marconcini, 2009).
+
+    The fitted estimator labels the target rows (``y == -1``) of ``X``; a
+    clone with the same parameters is fitted the other way round -- those
+    target rows labelled with its predictions, the source rows given ``-1`` --
+    and predicts the source rows, which are scored against their true labels.
+    The adapters swap roles with the labels (a labelled row is a source row),
+    so the backward model adapts from the target to the source. No target
+    label is read. It rewards target labels that are consistent with the
+    source task; a source-only model whose target labels are wrong in a
+    structured way scores low, which importance weighting cannot see: it only
+    scores source rows, where a transductive method changes nothing.
+
+    It fits the estimator once more per call (on the scored rows alone), so a
+    grid costs about twice as long. When the target rows are all predicted one
+    class, the backward model is that constant (as skada's
+    ``CircularValidation`` does) and a warning says so.
+
+    Parameters
+    ----------
+    metric : {"balanced_accuracy", "accuracy"} or callable, \
+            default="balanced_accuracy"
+        ``metric(y_true, y_pred)`` on the source rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sktransfer.adapt import LabeledOnly
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (60, 2)), rng.normal(0.5, 1, (30, 2))]
+    >>> y = np.r_[(X[:60, 0] > 0).astype(int), -np.ones(30, dtype=int)]
+    >>> clf = LabeledOnly(LogisticRegression()).fit(X, y)
+    >>> 0.5 < CircularValidationScorer()(clf, X, y) <= 1.0
+    True
+    """
+
+    def __init__(self, metric="balanced_accuracy"):
+        self.metric = metric
+
+    def __call__(self, estimator, X, y):
+        source, target = self._domains(X, y)
+        if not target.any() or not source.any():
+            raise ValueError(
+                "CircularValidationScorer needs source rows (labelled) and target "
+                "rows (label -1) among the scored rows; with KFold splits, keep "
+                "enough target rows in every fold."
+            )
+        metric = _METRICS.get(self.metric, self.metric)
+        if not callable(metric):
+            raise ValueError(
+                f"metric must be one of {sorted(_METRICS)} or a callable "
+                f"metric(y_true, y_pred); got {self.metric!r}."
+            )
+        ys = _labels(y, source)
+        pseudo = np.asarray(estimator.predict(_rows(X, target)))
+        if len(np.unique(pseudo)) < 2:
+            warnings.warn(
+                "CircularValidationScorer: every target row was predicted "
+                f"{pseudo[0]!r}; the backward model is that constant.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return float(metric(ys, np.full(len(ys), pseudo[0], dtype=pseudo.dtype)))
+        integer = pseudo.dtype.kind in "iu"
+        backward_y = np.empty(len(source), dtype=np.int64 if integer else object)
+        backward_y[source] = -1
+        backward_y[target] = pseudo
+        backward = clone(estimator).fit(X, backward_y)
+        return float(metric(ys, np.asarray(backward.predict(_rows(X, source)))))
 
 
 def source_only_unless_better(source_only, *, score: str = "score", n_se: Real = 1.0):

@@ -49,10 +49,14 @@ class OriginalLabelScorer:
 
     def __call__(self, net, X, y):
         y = np.asarray(y)
-        if hasattr(net, "label_encoder_") and (y < 0).any():
+        classifier = hasattr(net, "label_encoder_")
+        unlabeled = (
+            y < 0 if classifier else np.isnan(y.reshape(len(y), -1)).any(axis=1)
+        )
+        if unlabeled.any():
             # unlabelled target rows (adaptation=): scored on the source rows
-            net, y = _SourceRows(net, y >= 0), y[y >= 0]
-        if hasattr(net, "label_encoder_") or isinstance(net, _SourceRows):
+            net, y = _SourceRows(net, ~unlabeled), y[~unlabeled]
+        if classifier:
             y = net.classes_[y.astype(int)]
         elif hasattr(net, "_original_y"):  # the regressor's standardised targets
             y = net._original_y(y)
@@ -70,7 +74,11 @@ class _SourceRows:
 
     def __init__(self, net, keep: np.ndarray):
         self.net, self.keep = net, keep
-        self.classes_ = net.classes_
+        if hasattr(net, "classes_"):
+            self.classes_ = net.classes_
+
+    def _original_y(self, y):
+        return self.net._original_y(y)
 
     def __sklearn_tags__(self):
         return self.net.__sklearn_tags__()

@@ -63,12 +63,12 @@ _COMMON = {
     "trust_remote_code": ["boolean"],
     "optimizer": [callable],
     "criterion": [callable, nn.Module],
+    "adaptation": [None, str],
+    "adaptation_weight": [Interval(Real, 0, None, closed="left")],
 }
 _CLASSIFIER = {
     "label_smoothing": [Interval(Real, 0, 1, closed="left")],
     "class_weight": [None, dict, StrOptions({"balanced"})],
-    "adaptation": [None, str],
-    "adaptation_weight": [Interval(Real, 0, None, closed="left")],
 }
 
 
@@ -113,7 +113,13 @@ def check_params(net, classifier: bool) -> None:
                 f"this is a {'classifier' if classifier else 'regressor'} on a "
                 f"{modality} backbone. Use head_init='probe'."
             )
-    if classifier and parse_adaptation(net.adaptation) and net.strategy == "head":
+    if not classifier and "entropy" in parse_adaptation(net.adaptation):
+        raise ValueError(
+            f"{name}: adaptation={net.adaptation!r}: entropy minimisation makes "
+            "class predictions confident, a regressor has none. Use 'dann' or "
+            "'coral' (or both, 'dann+coral')."
+        )
+    if parse_adaptation(net.adaptation) and net.strategy == "head":
         raise ValueError(
             f"{name}: adaptation={net.adaptation!r} trains the backbone's features, "
             "but strategy='head' keeps them frozen. Use strategy='last_n' or "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
@@ -9,6 +11,7 @@ from torch import nn
 
 from sktransfer._compat import _check_y
 from sktransfer._inputs import check_y_missing
+from sktransfer.finetune._adaptation import parse_adaptation
 from sktransfer.finetune._mixin import FineTuneMixin
 from sktransfer.finetune._module import TransferModule
 
@@ -48,6 +51,13 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     network never sees a value it cannot hold. ``valid_loss`` is in standardised
     units; validation scores (``r2``...) in the original ones. The scaling is
     kept as buffers of the module, so ``save_params`` / ``load_params`` carry it.
+
+    ``adaptation=`` takes ``"dann"``, ``"coral"`` or ``"dann+coral"`` (entropy
+    minimisation needs classes). Unlabelled target rows come in the same
+    ``fit`` with every target ``NaN`` (skada's convention for regression: a
+    regression target has no spare value like the classifiers' ``-1``); a
+    ``NaN`` is an error otherwise. The scaling, the probe start, the
+    validation loss and scores read the labelled rows only.
 
     Attributes
     ----------
@@ -97,6 +107,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         optimizer=torch.optim.AdamW,
         criterion=nn.MSELoss,
         trust_remote_code=False,
+        adaptation=None,
+        adaptation_weight=1.0,
         **kwargs,
     ):
         super().__init__(
@@ -131,6 +143,8 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.max_length = max_length
         self.random_state = random_state
         self.trust_remote_code = trust_remote_code
+        self.adaptation = adaptation
+        self.adaptation_weight = adaptation_weight
 
     def _n_outputs(self):
         return self.n_targets_
@@ -149,9 +163,37 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     def _criterion_defaults(self) -> dict:
         return {}
 
+    def _labeled_rows(self, y_true):
+        if not parse_adaptation(self.adaptation):
+            return None
+        return ~torch.isnan(y_true.reshape(len(y_true), -1)).any(dim=1)
+
+    def _split_unlabeled(self, y):
+        """``(y, target)``: with ``adaptation=``, rows whose targets are all NaN
+        are unlabelled target rows (skada's convention for regression); other
+        missing values stay an error."""
+        if not parse_adaptation(self.adaptation):
+            return check_y_missing(y), None
+        y = np.asarray(y)
+        if y.dtype.kind not in "iuf":
+            return check_y_missing(y), None
+        target = np.isnan(y.reshape(len(y), -1).astype(np.float64)).all(axis=1)
+        check_y_missing(y[~target])
+        return y, target
+
     def _prepare_y(self, y, classes, keep: bool):  # classes: classifiers only
-        y = check_y_missing(y)
-        y = _check_y(y, multi_output=True, y_numeric=True).astype(np.float64)
+        y, target = self._split_unlabeled(y)
+        if target is not None and not target.any():
+            warnings.warn(
+                f"adaptation={self.adaptation!r} but y has no unlabelled target "
+                "row (NaN): there is nothing to adapt to, so this fit is "
+                "source-only.",
+                UserWarning,
+                stacklevel=3,
+            )
+        labeled = slice(None) if target is None else ~target
+        y = np.asarray(y, dtype=np.float64)
+        _check_y(y[labeled], multi_output=True, y_numeric=True)
         y2 = y.reshape(len(y), -1)
         if keep and y2.shape[1] != self.n_targets_:
             raise ValueError(
@@ -160,13 +202,15 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
             )
         if not keep or not hasattr(self, "target_scale_"):
             self._squeeze_y_ = y.ndim == 1
-            self.target_mean_, self.target_scale_ = target_scaling(y2)
+            self.target_mean_, self.target_scale_ = target_scaling(y2[labeled])
         self.n_targets_ = y2.shape[1]
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
 
     def _encode_y(self, y) -> np.ndarray:
         """Targets as the network sees them (a validation set's, say)."""
-        y = _check_y(check_y_missing(y), multi_output=True, y_numeric=True)
+        y, target = self._split_unlabeled(y)
+        labeled = slice(None) if target is None else ~target
+        _check_y(np.asarray(y)[labeled], multi_output=True, y_numeric=True)
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
 
