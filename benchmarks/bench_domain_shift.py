@@ -6,16 +6,19 @@ Pairs (``sktransfer.adapt.datasets``): handwritten 8x8 digits -> font-rendered d
 each fold's other target rows are the unlabelled target of ``fit`` (label
 -1), the fold itself is the test set; target labels are read only to score
 the test fold and for the in-domain reference row (a head trained on the
-other folds' target labels). The row "chosen" is a ``GridSearchCV`` over
-every frozen method, scored by ``ImportanceWeightedScorer`` (no target
-label) and refit by ``source_only_unless_better``. skada (the ``bench`` extra) runs its
+other folds' target labels). The rows "chosen by ..." are one
+``GridSearchCV`` over the frozen candidates (``CANDIDATES``), scored by each
+label-free scorer (importance-weighted accuracy, deep embedded validation,
+circular validation; no target label) with ``source_only_unless_better``
+choosing per scorer. skada (the ``bench`` extra) runs its
 CORAL, subspace alignment and entropic OT mapping on the same rows and folds.
 WordNet is a random 3,000 definitions / 2,000 examples. Fine-tuning rows
 (WordNet only, 1,500 source / 750 unlabelled target / 750 scored, 2 epochs; full fine-tuning of
 EfficientNet-Lite0 at 224 px
 is out of reach on this CPU) compare source-only with each ``adaptation=``
 and their seconds per epoch (``--finetune-only`` re-measures only those,
-``--diagnosis-only`` only the diagnosis).
+``--diagnosis-only`` only the diagnosis, ``--frozen-only`` only the frozen
+rows).
 ``python benchmarks/bench_domain_shift.py``;
 ``BENCH_QUICK=1`` for a smoke run.
 """
@@ -32,12 +35,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.semi_supervised import SelfTrainingClassifier
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 from sktransfer import FineTunedClassifier, PretrainedFeatureExtractor, domain_shift
 from sktransfer.adapt import (
     CORAL,
+    CircularValidationScorer,
+    DeepEmbeddedValidationScorer,
     DomainStandardScaler,
+    EncodedLabels,
     ImportanceWeightedScorer,
     LabeledOnly,
     source_only_unless_better,
@@ -56,6 +62,20 @@ def head():
 
 def self_training():
     return SelfTrainingClassifier(head(), threshold=0.9, max_iter=5)
+
+
+def self_training_k_best():
+    """Self-training that labels the 200 most confident target rows a round
+    (scikit-learn's ``criterion="k_best"``), up to 10 rounds."""
+    return SelfTrainingClassifier(head(), criterion="k_best", k_best=200, max_iter=10)
+
+
+def label_spreading():
+    """scikit-learn's ``LabelSpreading`` on a 20-nearest-neighbour graph of
+    both domains; ``EncodedLabels`` lets it take string labels with ``-1``."""
+    return EncodedLabels(
+        LabelSpreading(kernel="knn", n_neighbors=20, alpha=0.2, max_iter=200)
+    )
 
 
 def skada_row(adapter):
@@ -117,45 +137,89 @@ METHODS = {
     "standardise+self_training": lambda: make_pipeline(
         DomainStandardScaler(), self_training()
     ),
+    "standardise+self_training_k_best": lambda: make_pipeline(
+        DomainStandardScaler(), self_training_k_best()
+    ),
+    "standardise+label_spreading": lambda: make_pipeline(
+        DomainStandardScaler(), label_spreading()
+    ),
+}
+# the candidates of the label-free choice: (adapter, classifier) per method
+CANDIDATES = {
+    "source_only": ("passthrough", "plain"),
+    "standardise": ("standardise", "plain"),
+    "coral": ("coral", "plain"),
+    "standardise+self_training": ("standardise", "self_training"),
+    "standardise+self_training_k_best": ("standardise", "self_training_k_best"),
+    "standardise+label_spreading": ("standardise", "label_spreading"),
+}
+SCORERS = {
+    "importance_weighted": ImportanceWeightedScorer,
+    "deep_embedded_validation": DeepEmbeddedValidationScorer,
+    "circular": CircularValidationScorer,
 }
 
 
 METHODS.update(_skada_methods())
 
 
-def chosen():
-    """Every frozen method in one grid, chosen without target labels."""
+def label_free_grid():
+    """Every candidate in one grid, scored by every label-free scorer; no
+    refit: each scorer's choice (by ``source_only_unless_better``) is read off
+    ``cv_results_`` and its test accuracy is that method's row in the fold."""
     plain = LabeledOnly(head())
+    adapters = {
+        "passthrough": "passthrough",
+        "standardise": DomainStandardScaler(),
+        "coral": CORAL(),
+    }
+    heads = {
+        "plain": plain,
+        "self_training": self_training(),
+        "self_training_k_best": self_training_k_best(),
+        "label_spreading": label_spreading(),
+    }
     grid = [
-        {"adapt": ["passthrough", DomainStandardScaler(), CORAL()], "clf": [plain]},
-        {"adapt": ["passthrough", DomainStandardScaler()], "clf": [self_training()]},
+        {"adapt": [adapters[a]], "clf": [heads[c]]} for a, c in CANDIDATES.values()
     ]
-    pipe = Pipeline([("adapt", "passthrough"), ("clf", plain)])
-    return GridSearchCV(
-        pipe,
+    search = GridSearchCV(
+        Pipeline([("adapt", "passthrough"), ("clf", plain)]),
         grid,
         # a splitter that does not sort y: object labels mix strings and -1
         cv=KFold(3, shuffle=True, random_state=0),
-        scoring=ImportanceWeightedScorer(),
-        refit=source_only_unless_better({"adapt": "passthrough", "clf": plain}),
+        scoring={name: make() for name, make in SCORERS.items()},
+        refit=False,
     )
+    source_only = {"adapt": "passthrough", "clf": plain}
+    return search, source_only
 
 
 def frozen_rows(Zs, ys, Zt, yt):
-    rows = {name: [] for name in [*METHODS, "chosen", "in_domain"]}
+    rows = {name: [] for name in [*METHODS, "in_domain"]}
     seconds = {name: 0.0 for name in rows}
-    picks = []
+    chosen = {name: [] for name in SCORERS}
+    picks = {name: [] for name in SCORERS}
+    grid_seconds = 0.0
+    names = list(CANDIDATES)
     for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(Zt):
         X = np.r_[Zs, Zt[train]]
         y = _with_unlabeled(ys, len(train))
-        for name, make in [*METHODS.items(), ("chosen", chosen)]:
+        fold = {}
+        for name, make in METHODS.items():
             start = time.perf_counter()
             model = make().fit(X, y)
             seconds[name] += time.perf_counter() - start
-            rows[name].append(float(np.mean(model.predict(Zt[test]) == yt[test])))
-            if name == "chosen":
-                p = model.best_params_
-                picks.append(f"{_name(p['adapt'])} / {_name(p['clf'])}")
+            fold[name] = float(np.mean(model.predict(Zt[test]) == yt[test]))
+            rows[name].append(fold[name])
+        start = time.perf_counter()
+        search, source_only = label_free_grid()
+        search.fit(X, y)
+        grid_seconds += time.perf_counter() - start
+        for scorer in SCORERS:
+            rule = source_only_unless_better(source_only, score=scorer)
+            pick = names[rule(search.cv_results_)]
+            picks[scorer].append(pick)
+            chosen[scorer].append(fold[pick])
         start = time.perf_counter()
         ref = head().fit(Zt[train], yt[train])
         seconds["in_domain"] += time.perf_counter() - start
@@ -169,7 +233,15 @@ def frozen_rows(Zs, ys, Zt, yt):
         }
         for name, v in rows.items()
     }
-    out["chosen"]["picks"] = picks
+    for scorer, v in chosen.items():
+        out[f"chosen_by_{scorer}"] = {
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v)),
+            "folds": v,
+            # one grid gives every scorer's choice: its seconds are shared
+            "seconds": grid_seconds / FOLDS,
+            "picks": picks[scorer],
+        }
     return out
 
 
@@ -179,14 +251,6 @@ def _with_unlabeled(ys, n: int) -> np.ndarray:
     kind = ys.dtype.kind in "iu"
     dtype = np.int64 if kind else object
     return np.r_[ys.astype(dtype), np.full(n, -1, dtype=dtype)]
-
-
-def _name(step) -> str:
-    if isinstance(step, str):
-        return step
-    if isinstance(step, SelfTrainingClassifier):
-        return "self_training"
-    return type(step).__name__
 
 
 def recovery(rows) -> dict:
@@ -330,8 +394,39 @@ def diagnosis_only():
                                   if k not in ("benchmark", "date")})  # fmt: skip
 
 
+def frozen_only():
+    """Re-measure only the frozen-feature rows into the existing JSON."""
+    import json
+
+    from _common import RESULTS
+
+    path = RESULTS / "domain_shift.json"
+    Hs, hy = shifted.handwritten_digits()
+    Fd, fy = shifted.font_digits()
+    Ds, dy, Es, ey = wordnet_subset()
+    for name, backbone, Xs, ys, Xt, yt in (
+        ("digits", "efficientnet_lite0", Hs, hy, Fd, fy),
+        ("wordnet", "all-MiniLM-L6-v2", Ds, dy, Es, ey),
+    ):
+        if len(sys.argv) > 2 and name not in sys.argv[2:]:
+            continue
+        ext = PretrainedFeatureExtractor(backbone, cache=None).fit(Xs[:2])
+        Zs, Zt = ext.transform(Xs), ext.transform(Xt)
+        frozen = frozen_rows(Zs, ys, Zt, yt)
+        print(name, {k: round(v["mean"], 3) for k, v in frozen.items()})
+        # read again: one process per pair may run at the same time
+        data = json.loads(path.read_text())
+        data["pairs"][name]["frozen"] = frozen
+        data["pairs"][name]["recovery"] = recovery(frozen)
+        write_result("domain_shift", {k: v for k, v in data.items()
+                                      if k not in ("benchmark", "date")})  # fmt: skip
+
+
 def main():
-    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore")
+    if "--frozen-only" in sys.argv:
+        frozen_only()
+        return
     if "--diagnosis-only" in sys.argv:
         diagnosis_only()
         return

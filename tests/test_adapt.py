@@ -15,13 +15,15 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.semi_supervised import SelfTrainingClassifier
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 from sktransfer import PretrainedFeatureExtractor, domain_shift
 from sktransfer.adapt import (
     CORAL,
+    CircularValidationScorer,
     DeepEmbeddedValidationScorer,
     DomainStandardScaler,
+    EncodedLabels,
     ImportanceWeightedScorer,
     LabeledOnly,
     PredictionEntropyScorer,
@@ -265,6 +267,82 @@ def test_scorers_score_source_rows_as_source_rows():
     pipe.fit(X, y)
     assert ImportanceWeightedScorer()(pipe, X, y) > 0.9
     assert pipe[0].transform_domain == "target"  # restored after scoring
+
+
+def _moved_clusters(labels=(0, 1)):
+    """Two source clusters at x = -2 and 2 labelled by the sign of x; the
+    target's clusters moved to x = 1 and 5: a source-only boundary at 0
+    calls every target row the second class."""
+    rng = np.random.default_rng(0)
+    side = rng.integers(0, 2, 200)
+    Xs = np.c_[np.where(side, 2.0, -2.0), np.zeros(200)] + rng.normal(0, 0.4, (200, 2))
+    t_side = rng.integers(0, 2, 120)
+    Xt = np.c_[np.where(t_side, 5.0, 1.0), np.zeros(120)] + rng.normal(0, 0.4, (120, 2))
+    names = np.asarray(labels, dtype=object)
+    y = np.r_[names[side], np.full(120, -1, dtype=object)]
+    if all(isinstance(v, int) for v in labels):
+        y = y.astype(np.int64)
+    return np.r_[Xs, Xt], y, names[t_side]
+
+
+@pytest.mark.parametrize("labels", [(0, 1), ("left", "right")])
+def test_circular_validation_sees_what_adaptation_does_on_the_target(labels):
+    X, y, truth = _moved_clusters(labels)
+    source_only = LabeledOnly(LogisticRegression()).fit(X, y)
+    adapted = make_pipeline(DomainStandardScaler(), LabeledOnly(LogisticRegression()))
+    adapted.fit(X, y)
+    assert np.mean(source_only.predict(X[200:]) == truth) < 0.7
+    assert np.mean(adapted.predict(X[200:]) == truth) > 0.95
+    scorer = CircularValidationScorer()
+    with pytest.warns(UserWarning, match="every target row was predicted"):
+        plain_score = scorer(source_only, X, y)  # all one class: a constant back
+    assert plain_score == pytest.approx(0.5)
+    before = adapted.predict(X[200:])
+    assert scorer(adapted, X, y) > 0.95
+    np.testing.assert_array_equal(adapted.predict(X[200:]), before)  # a clone refit
+    assert scorer.__class__(metric="accuracy")(adapted, X, y) > 0.95
+    # importance weighting reads source rows only: it cannot tell these apart
+    iw = ImportanceWeightedScorer()
+    assert abs(iw(source_only, X, y) - iw(adapted, X, y)) < 0.05
+
+
+def test_circular_validation_chooses_in_a_grid_search_and_checks_its_input():
+    X, y, truth = _moved_clusters(("left", "right"))
+    pipe = Pipeline(
+        [("adapt", "passthrough"), ("clf", LabeledOnly(LogisticRegression()))]
+    )
+    search = GridSearchCV(
+        pipe,
+        {"adapt": ["passthrough", DomainStandardScaler()]},
+        cv=KFold(3, shuffle=True, random_state=0),
+        scoring=CircularValidationScorer(),
+        refit=source_only_unless_better("adapt"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the constant source-only folds
+        search.fit(X, y)
+    assert isinstance(search.best_params_["adapt"], DomainStandardScaler)
+    assert np.mean(search.predict(X[200:]) == truth) > 0.95
+    with pytest.raises(ValueError, match="needs source rows"):
+        CircularValidationScorer()(search.best_estimator_, X[:200], y[:200])
+    with pytest.raises(ValueError, match="metric must be one of"):
+        CircularValidationScorer(metric="f1")(search.best_estimator_, X, y)
+
+
+def test_encoded_labels_lets_label_spreading_take_string_labels():
+    X, y, truth = _moved_clusters(("left", "right"))
+    with pytest.raises((TypeError, ValueError)):
+        LabelSpreading(kernel="knn", n_neighbors=5).fit(X, y)  # why it exists
+    model = make_pipeline(
+        DomainStandardScaler(),
+        EncodedLabels(LabelSpreading(kernel="knn", n_neighbors=5)),
+    ).fit(X, y)
+    assert model[-1].classes_.tolist() == ["left", "right"]
+    assert np.mean(model.predict(X[200:]) == truth) > 0.95
+    assert set(model[-1].transduction_) == {"left", "right"}
+    assert model.predict_proba(X[:3]).shape == (3, 2)
+    with pytest.raises(ValueError, match="no labelled row"):
+        EncodedLabels(LabelSpreading()).fit(X[200:], y[200:])
 
 
 def test_refit_rule_prefers_source_only_within_the_noise():
