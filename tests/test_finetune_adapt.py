@@ -186,3 +186,40 @@ def test_regressor_adaptation_errors(shifted_regression):
         _fit_regressor(X, partly, adaptation="coral")
     with pytest.warns(UserWarning, match="no unlabelled target row"):
         _fit_regressor(X[:24], y_source, adaptation="dann", max_epochs=1)
+
+
+# ------------------------------------------------- the label-free best epoch
+@pytest.mark.parametrize(
+    "scorer", ["ImportanceWeightedScorer", "DeepEmbeddedValidationScorer",
+               "PredictionEntropyScorer"],
+)  # fmt: skip
+def test_a_label_free_scorer_chooses_the_best_epoch(shifted_images, scorer):
+    from sktransfer import adapt
+
+    X, y = shifted_images
+    X, y = np.concatenate([X, X]), np.r_[y, y]  # enough rows to hold 8 out
+    clf = _fit(X, y, adaptation="dann", valid_size=12, max_epochs=3,
+               scoring=getattr(adapt, scorer)())  # fmt: skip
+    scores = [clf.start_scores_["valid_score"], *clf.history[:, "valid_score"]]
+    assert np.isfinite(scores).all()
+    assert clf.best_epoch_ == int(np.argmax(scores))  # epoch 0: the probe
+    if scorer == "PredictionEntropyScorer":
+        # by hand: the kept (best) epoch's entropy on the held-out target rows
+        _, valid = clf.get_split_datasets(X, clf._prepare_y(y, None, True))
+        held = np.asarray(valid.indices)
+        target = held[np.asarray([v == -1 for v in y[held]])]
+        assert len(target) > 0
+        p = np.clip(clf.predict_proba(X[target]), 1e-12, 1)
+        by_hand = -np.mean(-(p * np.log(p)).sum(1))
+        assert max(scores) == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_label_free_epoch_scoring_refuses_what_it_cannot_do(shifted_images):
+    from sktransfer.adapt import CircularValidationScorer, PredictionEntropyScorer
+
+    X, y = shifted_images
+    with pytest.raises(ValueError, match="cannot score one epoch"):
+        _fit(X, y, adaptation="dann", scoring=CircularValidationScorer())
+    Xr, yr = X[:24], np.arange(24.0)
+    with pytest.raises(ValueError, match="regression scorer"):
+        _fit_regressor(Xr, yr, scoring=PredictionEntropyScorer())

@@ -121,7 +121,23 @@ def importance_weights(Z, source, target, *, C=0.1, random_state=0):
 
 
 class _LabelFreeScorer:
-    """Common ``__call__`` checks and ``repr``; ``greater is better``."""
+    """Common ``__call__`` checks and ``repr``; ``greater is better``.
+
+    ``score_predictions(proba, classes, y, Z)`` scores predictions already
+    made (a fine-tuner's validation predictions of one epoch, with ``Z`` the
+    rows' frozen-backbone features): what lets a fine-tuner choose its best
+    epoch with these scorers (``scoring=``)."""
+
+    label_free = True
+    scores_epochs = True
+
+    def score_predictions(self, proba, classes, y, Z):
+        raise ValueError(
+            f"{type(self).__name__} refits the model, so it cannot score one "
+            "epoch's predictions; as a fine-tuner's scoring= use "
+            "ImportanceWeightedScorer, DeepEmbeddedValidationScorer or "
+            "PredictionEntropyScorer."
+        )
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -159,8 +175,16 @@ class PredictionEntropyScorer(_LabelFreeScorer):
     def __call__(self, estimator, X, y):
         _, target = self._domains(X, y)
         rows = _rows(X, target) if target.any() else X
-        p = np.clip(estimator.predict_proba(rows), 1e-12, 1)
-        return float(-np.mean(-(p * np.log(p)).sum(axis=1)))
+        return _minus_entropy(estimator.predict_proba(rows))
+
+    def score_predictions(self, proba, classes, y, Z):
+        _, target = self._domains(proba, y)
+        return _minus_entropy(np.asarray(proba)[target] if target.any() else proba)
+
+
+def _minus_entropy(p) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1)
+    return float(-np.mean(-(p * np.log(p)).sum(axis=1)))
 
 
 class ImportanceWeightedScorer(_LabelFreeScorer):
@@ -210,10 +234,28 @@ class ImportanceWeightedScorer(_LabelFreeScorer):
                 return -float(np.average(_row_log_loss(estimator, Xs, ys), weights=w))
             return float(get_scorer(self.metric)(estimator, Xs, ys, sample_weight=w))
 
+    def score_predictions(self, proba, classes, y, Z):
+        source, target = self._domains(proba, y)
+        w = importance_weights(np.asarray(Z), source, target, C=self.C)
+        p, ys = np.asarray(proba)[source], _labels(y, source)
+        if self.metric == "accuracy":
+            correct = np.asarray(classes)[np.argmax(p, axis=1)] == ys
+            return float(np.average(correct, weights=w))
+        if self.metric == "neg_log_loss":
+            return -float(np.average(_proba_log_loss(p, classes, ys), weights=w))
+        raise ValueError(
+            f"ImportanceWeightedScorer(metric={self.metric!r}) needs the model to "
+            "score an epoch; as a fine-tuner's scoring= use metric='accuracy' or "
+            "'neg_log_loss'."
+        )
+
 
 def _row_log_loss(estimator, X, y):
-    p = estimator.predict_proba(X)
-    column = {c: i for i, c in enumerate(estimator.classes_.tolist())}
+    return _proba_log_loss(estimator.predict_proba(X), estimator.classes_, y)
+
+
+def _proba_log_loss(p, classes, y):
+    column = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
     idx = np.array([column.get(v, -1) for v in np.asarray(y).tolist()])
     picked = np.where(idx >= 0, p[np.arange(len(idx)), np.maximum(idx, 0)], 0.0)
     return -np.log(np.clip(picked, 1e-12, 1))
@@ -254,10 +296,21 @@ class DeepEmbeddedValidationScorer(_LabelFreeScorer):
         w, Xs, ys = self._weighted_source(estimator, X, y)
         with as_source(estimator):
             loss = _row_log_loss(estimator, Xs, ys)
-        wl = w * loss
-        var = float(np.var(w, ddof=1)) if len(w) > 1 else 0.0
-        eta = -float(np.cov(wl, w)[0, 1]) / var if var > 1e-12 else 0.0
-        return -float(wl.mean() + eta * w.mean() - eta)
+        return _control_variate_risk(w, loss)
+
+    def score_predictions(self, proba, classes, y, Z):
+        source, target = self._domains(proba, y)
+        w = importance_weights(np.asarray(Z), source, target, C=self.C)
+        p, ys = np.asarray(proba)[source], _labels(y, source)
+        return _control_variate_risk(w, _proba_log_loss(p, classes, ys))
+
+
+def _control_variate_risk(w, loss) -> float:
+    """Minus DEV's risk: the weighted loss with its control variate."""
+    wl = w * loss
+    var = float(np.var(w, ddof=1)) if len(w) > 1 else 0.0
+    eta = -float(np.cov(wl, w)[0, 1]) / var if var > 1e-12 else 0.0
+    return -float(wl.mean() + eta * w.mean() - eta)
 
 
 _METRICS = {"balanced_accuracy": balanced_accuracy_score, "accuracy": accuracy_score}
@@ -301,6 +354,8 @@ class CircularValidationScorer(_LabelFreeScorer):
     >>> 0.5 < CircularValidationScorer()(clf, X, y) <= 1.0
     True
     """
+
+    scores_epochs = False  # it refits the model
 
     def __init__(self, metric="balanced_accuracy"):
         self.metric = metric

@@ -49,6 +49,8 @@ class OriginalLabelScorer:
 
     def __call__(self, net, X, y):
         y = np.asarray(y)
+        if getattr(self.scoring, "label_free", False):
+            return self._label_free(net, X, y)
         classifier = hasattr(net, "label_encoder_")
         unlabeled = (
             y < 0 if classifier else np.isnan(y.reshape(len(y), -1)).any(axis=1)
@@ -62,6 +64,27 @@ class OriginalLabelScorer:
             y = net._original_y(y)
         scorer = get_scorer(self.scoring) if isinstance(self.scoring, str) else None
         return (scorer or self.scoring)(net, X, y)
+
+
+    def _label_free(self, net, X, y):
+        """A label-free scorer (``sktransfer.adapt``) on one epoch's validation
+        predictions: the target rows (``-1``) are given as such, and the
+        rows' frozen-backbone features place them for the domain classifier."""
+        from sktransfer.finetune._probe_start import frozen_features
+
+        if not hasattr(net, "label_encoder_"):
+            raise ValueError(
+                f"scoring={self.scoring!r} scores class predictions; a "
+                "FineTunedRegressor's best epoch needs a regression scorer."
+            )
+        proba = net.predict_proba(X)  # all rows, in order (skorch's cache)
+        classes = net.classes_
+        labels = np.empty(len(y), dtype=object)
+        target = y < 0
+        labels[~target] = classes[y[~target].astype(int)]
+        labels[target] = -1
+        Z, _ = frozen_features(net, X)
+        return self.scoring.score_predictions(proba, classes, labels, Z)
 
 
 class _SourceRows:

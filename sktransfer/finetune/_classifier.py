@@ -109,8 +109,14 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         everything. With validation, the weights of the best epoch (on
         ``scoring``; on a tie the earlier epoch; epoch 0 is the start) are
         restored at the end of a fresh ``fit``.
-    scoring : str, default="accuracy"
-        Validation score recorded each epoch (``"f1_macro"``...).
+    scoring : str or callable, default="accuracy"
+        Validation score recorded each epoch (``"f1_macro"``...), on which the
+        best epoch is chosen. With ``adaptation=``, a label-free scorer of
+        ``sktransfer.adapt`` (``ImportanceWeightedScorer()``,
+        ``DeepEmbeddedValidationScorer()``, ``PredictionEntropyScorer()``)
+        chooses the epoch from the validation split's source *and* target
+        rows (frozen-backbone features place them for the importance
+        weights), still without a target label.
     patience : int or None, default=None
         Early stopping on ``scoring`` after ``patience`` epochs without progress;
         the best weights are restored.

@@ -113,6 +113,14 @@ def check_params(net, classifier: bool) -> None:
                 f"this is a {'classifier' if classifier else 'regressor'} on a "
                 f"{modality} backbone. Use head_init='probe'."
             )
+    if getattr(net.scoring, "label_free", False):
+        if not classifier:
+            raise ValueError(
+                f"{name}: scoring={net.scoring!r} scores class predictions; a "
+                "regressor's best epoch needs a regression scorer (e.g. 'r2')."
+            )
+        if not getattr(net.scoring, "scores_epochs", True):
+            net.scoring.score_predictions(None, None, None, None)  # says why
     if not classifier and "entropy" in parse_adaptation(net.adaptation):
         raise ValueError(
             f"{name}: adaptation={net.adaptation!r}: entropy minimisation makes "
