@@ -96,6 +96,10 @@ def local_spec(path: str) -> BackboneSpec:
                 description=f"timm {cfg['architecture']} from {p}",
                 options=(("num_classes", cfg.get("num_classes", 1000)),),
             )
+        from sktransfer.backbones._dual import DUAL_MODEL_TYPES, dual_spec
+
+        if cfg.get("model_type") in DUAL_MODEL_TYPES:  # CLIP, SigLIP
+            return dual_spec(str(p), cfg)
         if (p / "modules.json").is_file() or "model_type" in cfg:
             return BackboneSpec(str(p), "text", "hf", str(p), description=f"{p}")
         raise BackboneNotFoundError(

@@ -345,6 +345,17 @@ def build_feature_model(
     -------
     nn.Module
     """
+    if spec.option("tower") is not None:  # CLIP / SigLIP: projected embeddings
+        from sktransfer.backbones._dual import DualTowerFeatureModel
+
+        if spec.modality == "image":
+            pre = spec.preprocessing
+            return DualTowerFeatureModel(model, "image", pre.mean, pre.std)
+        pad_to = None
+        if spec.option("dual") == "siglip":  # trained on max_length padding
+            pad_to = spec.preprocessing.max_length
+        pad_id = spec.option("pad_id", 0)
+        return DualTowerFeatureModel(model, "text", pad_to=pad_to, pad_id=pad_id)
     if spec.modality == "image":
         pre = spec.preprocessing
         use_cl = channels_last and _is_convnet(model)

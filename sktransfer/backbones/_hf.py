@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from sktransfer.backbones._dual import is_dual
 from sktransfer.backbones._loaded import LoadedBackbone
 from sktransfer.backbones._spec import BackboneSpec, TextPreprocessing
 from sktransfer.backbones._weights import (
@@ -174,6 +175,8 @@ def load_hf(
         raise ImportError(_INSTALL) from exc
     attempts = Attempts(spec.name)
     folder = Path(weights) if weights else _resolve_folder(spec, attempts)
+    if is_dual(spec):
+        return _load_dual(spec, folder, trust_remote_code)
     st = read_sentence_transformers_config(folder)
     model_dir = st.get("model_dir", folder)
     tokenizer = AutoTokenizer.from_pretrained(
@@ -205,3 +208,33 @@ def load_hf(
     )
     weights_id = file_identity(str(weight_files[0])) if weight_files else str(model_dir)
     return LoadedBackbone(spec.replace(preprocessing=pre), model, tokenizer, weights_id)
+
+
+def _load_dual(spec: BackboneSpec, folder: Path, trust_remote_code: bool):
+    """A CLIP / SigLIP folder: the whole model (both towers), and the
+    tokenizer when ``spec`` is the text tower."""
+    from transformers import AutoModel, AutoTokenizer
+
+    with _quiet_transformers():
+        model, info = AutoModel.from_pretrained(
+            folder,
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+    check_loading_info(model, info, folder)
+    weight_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    weights_id = file_identity(str(weight_files[0])) if weight_files else str(folder)
+    if spec.option("tower") == "image":
+        return LoadedBackbone(spec, model, None, weights_id)
+    tokenizer = AutoTokenizer.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=trust_remote_code
+    )
+    limit = tokenizer.model_max_length
+    limit = limit if isinstance(limit, int) and limit < 100_000 else 77
+    pos = model.config.text_config.max_position_embeddings
+    pre = TextPreprocessing(max_length=min(limit, pos), pooling="mean")
+    options = (*spec.options, ("pad_id", int(tokenizer.pad_token_id or 0)))
+    return LoadedBackbone(
+        spec.replace(preprocessing=pre, options=options), model, tokenizer, weights_id
+    )

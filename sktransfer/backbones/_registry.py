@@ -104,6 +104,15 @@ def get_backbone_spec(backbone: Any) -> BackboneSpec:
         ident = backbone.split(":", 1)[1]
         if os.path.isdir(ident):
             return local_spec(ident).replace(name=backbone)
+        from sktransfer.backbones._dual import (
+            DUAL_MODEL_TYPES,
+            cached_hub_config,
+            dual_spec,
+        )
+
+        cached = cached_hub_config(ident)
+        if cached is not None and cached[1].get("model_type") in DUAL_MODEL_TYPES:
+            return dual_spec(ident, cached[1], name=backbone, folder=cached[0])
         return BackboneSpec(backbone, "text", "hf", ident)
     if os.path.exists(backbone):
         return local_spec(backbone)

@@ -1,4 +1,4 @@
-"""ZeroShotClassifier: classify texts by their similarity to class names."""
+"""ZeroShotClassifier: classify texts or images by their similarity to class names."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from torch import nn
 from sktransfer._cache import DiskCache, MemoryCache
 from sktransfer._compat import Interval, StrOptions, _fit_context
 from sktransfer._extractor import PretrainedFeatureExtractor
+from sktransfer.backbones._dual import is_dual, tower
 from sktransfer.backbones._registry import get_backbone_spec
 from sktransfer.backbones._spec import BackboneSpec
 
-__all__ = ["DEFAULT_TEMPLATES", "ZeroShotClassifier"]
+__all__ = ["DEFAULT_TEMPLATES", "IMAGE_TEMPLATES", "ZeroShotClassifier"]
 
 DEFAULT_TEMPLATES = ("This text is about {}.",)
+IMAGE_TEMPLATES = ("a photo of a {}.",)  # CLIP's own prompt
 DEFAULT_TEMPERATURE = 0.05  # cosine similarities of sentence encoders span ~0.1-0.3
 
 
@@ -59,13 +61,15 @@ def _class_texts(labels) -> tuple[np.ndarray, list[str]]:
 
 
 class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
-    """Classify texts by their cosine similarity to class names or descriptions.
+    """Classify texts or images by their cosine similarity to class names.
 
     The class names (or descriptions), put into each ``template``, are embedded
-    by a sentence encoder; a class's vector is the mean of its normalised
-    template embeddings. A text's ``decision_function`` is its cosine
-    similarity to each class, ``predict_proba`` their softmax at
-    ``temperature``, ``predict`` the most similar class. No labelled example is
+    by a sentence encoder, or by the text tower of an image-text dual encoder
+    (a CLIP or SigLIP folder or hub id) whose image tower then embeds the
+    images; a class's vector is the mean of its normalised template
+    embeddings. An input's ``decision_function`` is its cosine similarity to
+    each class, ``predict_proba`` their softmax at ``temperature``,
+    ``predict`` the most similar class. No labelled example is
     needed: ``fit(X=None, y=labels)`` only sets ``classes_`` (as skorch's
     ``ZeroShotClassifier``). Given labelled texts, ``fit`` calibrates the
     temperature on them (``temperature="auto"``), nothing else; the embeddings
@@ -75,17 +79,23 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     backbone : str, path, nn.Module or BackboneSpec, default="all-MiniLM-L6-v2"
-        A text backbone, as for :class:`~sktransfer.PretrainedFeatureExtractor`.
+        A text backbone, as for :class:`~sktransfer.PretrainedFeatureExtractor`
+        (``X`` are texts), or an image-text dual encoder: a transformers
+        ``CLIPModel`` / ``SiglipModel`` folder, or ``"hf:<id>"`` of one in the
+        Hugging Face cache (``X`` are images).
     labels : list or dict, default=None
         The classes; a dict maps each class to the text that describes it.
         None: the labels passed to ``fit`` as ``y`` (their sorted unique
         values).
-    templates : sequence of str, default=("This text is about {}.",)
+    templates : sequence of str or "auto", default="auto"
         Each with one ``{}`` for the class's name or description; several are
-        averaged.
+        averaged. ``"auto"``: ``("This text is about {}.",)`` for a text
+        backbone, CLIP's ``("a photo of a {}.",)`` for a dual encoder.
     temperature : float or "auto", default="auto"
         The softmax temperature of ``predict_proba``. ``"auto"``: fitted by
-        log loss on labelled texts given to ``fit``, else 0.05.
+        log loss on labelled inputs given to ``fit``, else 0.05 for a text
+        backbone and the model's own ``1 / exp(logit_scale)`` for a dual
+        encoder.
     batch_size, device, precision, cache
         As for :class:`~sktransfer.PretrainedFeatureExtractor`.
 
@@ -109,7 +119,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "backbone": [str, os.PathLike, nn.Module, BackboneSpec],
         "labels": [None, list, tuple, dict, np.ndarray],
-        "templates": [list, tuple],
+        "templates": [list, tuple, StrOptions({"auto"})],
         "temperature": [
             Interval(Real, 0, None, closed="neither"),
             StrOptions({"auto"}),
@@ -128,7 +138,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         backbone="all-MiniLM-L6-v2",
         *,
         labels=None,
-        templates=DEFAULT_TEMPLATES,
+        templates="auto",
         temperature="auto",
         batch_size="auto",
         device="auto",
@@ -144,9 +154,25 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.cache = cache
 
-    def _extractor(self) -> PretrainedFeatureExtractor:
+    def _towers(self):
+        """``(text spec or backbone, input spec or backbone)``: one backbone
+        for both, or the two towers of a dual encoder."""
+        spec = get_backbone_spec(self.backbone)
+        if is_dual(spec):
+            return tower(spec, "text"), tower(spec, "image")
+        return self.backbone, self.backbone
+
+    def _templates(self):
+        if isinstance(self.templates, str):  # "auto"
+            dual = is_dual(get_backbone_spec(self.backbone))
+            return IMAGE_TEMPLATES if dual else DEFAULT_TEMPLATES
+        return tuple(self.templates)
+
+    def _extractor(self, backbone=None) -> PretrainedFeatureExtractor:
+        if backbone is None:
+            backbone = self._towers()[1]
         return PretrainedFeatureExtractor(
-            self.backbone,
+            backbone,
             normalize=True,
             batch_size=self.batch_size,
             device=self.device,
@@ -170,13 +196,15 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        if get_backbone_spec(self.backbone).modality != "text":
+        spec = get_backbone_spec(self.backbone)
+        if spec.modality != "text" and not is_dual(spec):
             raise ValueError(
                 f"ZeroShotClassifier embeds class names, so it needs a text "
-                f"backbone; {self.backbone!r} is not one (image-text backbones "
-                "are not supported yet)."
+                f"backbone or an image-text dual encoder (a CLIP or SigLIP "
+                f"folder); {self.backbone!r} is neither."
             )
-        for t in self.templates:
+        templates = self._templates()
+        for t in templates:
             if not isinstance(t, str) or t.count("{}") != 1:
                 raise ValueError(
                     f"each template needs exactly one '{{}}' for the class; got {t!r}."
@@ -195,9 +223,9 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"y has labels {sorted(unknown)} not in labels=.")
         self.classes_ = classes
-        ext = self._extractor().fit(["a"])
-        prompts = [t.format(text) for text in texts for t in self.templates]
-        emb = ext.transform(prompts).reshape(len(texts), len(self.templates), -1)
+        ext = self._extractor(self._towers()[0]).fit(["a"])
+        prompts = [t.format(text) for text in texts for t in templates]
+        emb = ext.transform(prompts).reshape(len(texts), len(templates), -1)
         emb = emb.mean(axis=1)
         self.class_embeddings_ = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         self.n_features_in_ = 1
@@ -208,7 +236,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         if self.temperature != "auto":
             return float(self.temperature)
         if X is None or y is None:
-            return DEFAULT_TEMPERATURE
+            return self._default_temperature()
         sims = self.decision_function(X)
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         rows = np.arange(len(sims))
@@ -222,17 +250,28 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         )
         return float(np.exp(result.x))
 
+    def _default_temperature(self) -> float:
+        spec = get_backbone_spec(self.backbone)
+        if not is_dual(spec):
+            return DEFAULT_TEMPERATURE
+        from sktransfer.backbones import load_backbone
+
+        scale = getattr(load_backbone(spec).model, "logit_scale", None)
+        return float(np.exp(-float(scale))) if scale is not None else 0.01
+
     def decision_function(self, X) -> np.ndarray:
-        """Cosine similarity of each text to each class, shape (n, n_classes)."""
+        """Cosine similarity of each input to each class, shape (n, n_classes)."""
         check_is_fitted(self, "class_embeddings_")
-        return self._extractor().fit(["a"]).transform(X) @ self.class_embeddings_.T
+        ext = self._extractor()
+        ext.fit(X.iloc[:1] if hasattr(X, "iloc") else X[:1])
+        return ext.transform(X) @ self.class_embeddings_.T
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the similarities at ``temperature_``."""
         return softmax(self.decision_function(X) / self.temperature_, axis=1)
 
     def predict(self, X) -> np.ndarray:
-        """The most similar class of each text."""
+        """The most similar class of each input."""
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
     def __sklearn_tags__(self):
