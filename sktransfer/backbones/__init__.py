@@ -1,6 +1,7 @@
 """Backbones: the registry, specs, loaders and feature modules."""
 
 from sktransfer.backbones._custom import from_module
+from sktransfer.backbones._dual import save_tiny_dual_encoder, tower
 from sktransfer.backbones._factory import clear_loaded, load_backbone, loaded_backbones
 from sktransfer.backbones._features import (
     ImageFeatureModel,
@@ -47,4 +48,6 @@ __all__ = [
     "map_efficientnet_lite0_keys",
     "pool",
     "register_backbone",
+    "save_tiny_dual_encoder",
+    "tower",
 ]
