@@ -165,3 +165,22 @@ def test_a_dual_zero_shot_classifier_saves_and_loads(dual, square_images, tmp_pa
     np.testing.assert_array_equal(
         back.predict_proba(square_images), clf.predict_proba(square_images)
     )
+
+
+@pytest.mark.parametrize("strategy", ["full", "last_n"])
+def test_the_image_tower_fine_tunes_and_takes_few_shots(dual, strategy):
+    from sktransfer import FewShotClassifier, FineTunedClassifier
+
+    _, folder = dual
+    X = np.random.default_rng(1).integers(0, 255, (24, 32, 32, 3), np.uint8)
+    y = np.array([0, 1] * 12)
+    X[y == 1, :, :, 0] = 250  # a red class: learnable
+    clf = FineTunedClassifier(folder, strategy=strategy, max_epochs=2,
+                              valid_size=None, random_state=0).fit(X, y)  # fmt: skip
+    before = PretrainedFeatureExtractor(folder).fit(X).transform(X[:2])
+    assert np.isfinite(clf.predict_proba(X)).all()
+    # the shared backbone is untouched by fine-tuning
+    after = PretrainedFeatureExtractor(folder, cache=None).fit(X).transform(X[:2])
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    few = FewShotClassifier(folder, random_state=0).fit(X[:8], y[:8])
+    assert few.predict(X).shape == (24,)
