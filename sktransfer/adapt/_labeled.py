@@ -72,12 +72,7 @@ class LabeledOnly(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
-        source, _ = split_domains(y)
-        if not source.any():
-            raise ValueError(
-                "LabeledOnly.fit got no labelled row (every label is -1); give "
-                "it labelled source rows to learn from."
-            )
+        source = _labeled_rows(self, y)
         idx = np.flatnonzero(source)
         Xs = X.iloc[idx] if hasattr(X, "iloc") else _take(X, idx)
         ys = labeled_part(y, source)
@@ -121,6 +116,17 @@ class LabeledOnly(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         inner = clone(self.estimator).__sklearn_tags__()
         tags.input_tags = inner.input_tags
         return tags
+
+
+def _labeled_rows(estimator, y) -> np.ndarray:
+    """The mask of the labelled rows; none at all is an error."""
+    source, _ = split_domains(y)
+    if not source.any():
+        raise ValueError(
+            f"{type(estimator).__name__}.fit got no labelled row (every label is "
+            "-1); give it labelled source rows to learn from."
+        )
+    return source
 
 
 def _take(X, idx):
@@ -202,12 +208,7 @@ class EncodedLabels(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
-        source, _ = split_domains(y)
-        if not source.any():
-            raise ValueError(
-                "EncodedLabels.fit got no labelled row (every label is -1); give "
-                "it labelled source rows to learn from."
-            )
+        source = _labeled_rows(self, y)
         labels = labeled_part(y, source)
         self.classes_, codes = np.unique(labels, return_inverse=True)
         encoded = np.full(len(source), -1, dtype=np.int64)
