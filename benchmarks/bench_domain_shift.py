@@ -272,13 +272,22 @@ def finetune_rows(Xs, ys, Xt, yt, n_source, n_target):
     y = _with_unlabeled(ys[s], len(pool))
     X_test, y_test = [Xt[i] for i in test], yt[test]
     out = {}
-    for adaptation in [None, "dann", "coral", "entropy"]:
+    runs = [
+        (None, None), ("dann", None), ("coral", None), ("entropy", None),
+        # the best epoch chosen by a label-free scorer that sees the target rows
+        ("dann", "deep_embedded_validation"), ("entropy", "deep_embedded_validation"),
+    ]  # fmt: skip
+    for adaptation, epoch_scorer in runs:
+        extra = {}
+        if epoch_scorer is not None:
+            extra["scoring"] = SCORERS[epoch_scorer]()
         clf = FineTunedClassifier(
             "all-MiniLM-L6-v2",
             strategy="full",
             max_epochs=1 if QUICK else 2,
             adaptation=adaptation,
             random_state=0,
+            **extra,
         )
         start = time.perf_counter()
         if adaptation is None:  # source-only: the labelled rows alone
@@ -286,7 +295,10 @@ def finetune_rows(Xs, ys, Xt, yt, n_source, n_target):
         else:
             clf.fit(X, y)
         elapsed = time.perf_counter() - start
-        out[adaptation or "source_only"] = {
+        name = adaptation or "source_only"
+        if epoch_scorer is not None:
+            name += f", best epoch by {epoch_scorer.replace('_', ' ')}"
+        out[name] = {
             "accuracy": float(np.mean(clf.predict(X_test) == y_test)),
             "seconds": elapsed,
             "seconds_per_epoch": elapsed / clf.max_epochs,
