@@ -184,3 +184,14 @@ def test_the_image_tower_fine_tunes_and_takes_few_shots(dual, strategy):
     np.testing.assert_allclose(before, after, atol=1e-6)
     few = FewShotClassifier(folder, random_state=0).fit(X[:8], y[:8])
     assert few.predict(X).shape == (24,)
+
+
+def test_the_two_towers_share_one_loaded_model(dual):
+    from sktransfer.backbones import clear_loaded, load_backbone
+
+    _, folder = dual
+    clear_loaded()
+    spec = get_backbone_spec(folder)
+    image = load_backbone(spec)
+    text = load_backbone(tower(spec, "text"))
+    assert text.model is image.model and text.tokenizer is not None

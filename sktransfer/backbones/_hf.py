@@ -203,28 +203,45 @@ def load_hf(
         pooling=st.get("pooling", "mean"),
         normalize=st.get("normalize", False),
     )
-    weight_files = sorted(Path(model_dir).glob("*.safetensors")) or sorted(
-        Path(model_dir).glob("*.bin")
-    )
-    weights_id = file_identity(str(weight_files[0])) if weight_files else str(model_dir)
+    weights_id = _weights_id(Path(model_dir))
     return LoadedBackbone(spec.replace(preprocessing=pre), model, tokenizer, weights_id)
+
+
+def _weights_id(folder: Path) -> str:
+    """The identity of a folder's first weights file (safetensors, else bin)."""
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return file_identity(str(files[0])) if files else str(folder)
 
 
 def _load_dual(spec: BackboneSpec, folder: Path, trust_remote_code: bool):
     """A CLIP / SigLIP folder: the whole model (both towers), and the
-    tokenizer when ``spec`` is the text tower."""
+    tokenizer when ``spec`` is the text tower. When the other tower of the
+    same weights is loaded already, its model is shared, not loaded again
+    (loaded models are read-only)."""
     from transformers import AutoModel, AutoTokenizer
 
-    with _quiet_transformers():
-        model, info = AutoModel.from_pretrained(
-            folder,
-            local_files_only=True,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-        )
-    check_loading_info(model, info, folder)
-    weight_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    weights_id = file_identity(str(weight_files[0])) if weight_files else str(folder)
+    from sktransfer.backbones._factory import loaded_backbones
+
+    weights_id = _weights_id(folder)
+    model = next(
+        (
+            other.model
+            for other in loaded_backbones()
+            if is_dual(other.spec)
+            and other.spec.model_id == spec.model_id
+            and other.weights_id == weights_id
+        ),
+        None,
+    )
+    if model is None:
+        with _quiet_transformers():
+            model, info = AutoModel.from_pretrained(
+                folder,
+                local_files_only=True,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+            )
+        check_loading_info(model, info, folder)
     if spec.option("tower") == "image":
         return LoadedBackbone(spec, model, None, weights_id)
     tokenizer = AutoTokenizer.from_pretrained(
