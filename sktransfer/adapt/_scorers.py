@@ -131,13 +131,19 @@ class _LabelFreeScorer:
     label_free = True
     scores_epochs = True
 
-    def score_predictions(self, proba, classes, y, Z):
-        raise ValueError(
+    def epoch_refusal(self) -> str:
+        """Why this scorer cannot choose a fine-tuner's epoch ("" if it can)."""
+        if self.scores_epochs:
+            return ""
+        return (
             f"{type(self).__name__} refits the model, so it cannot score one "
             "epoch's predictions; as a fine-tuner's scoring= use "
             "ImportanceWeightedScorer, DeepEmbeddedValidationScorer or "
             "PredictionEntropyScorer."
         )
+
+    def score_predictions(self, proba, classes, y, Z):
+        raise ValueError(self.epoch_refusal())
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

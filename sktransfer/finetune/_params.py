@@ -119,8 +119,9 @@ def check_params(net, classifier: bool) -> None:
                 f"{name}: scoring={net.scoring!r} scores class predictions; a "
                 "regressor's best epoch needs a regression scorer (e.g. 'r2')."
             )
-        if not getattr(net.scoring, "scores_epochs", True):
-            net.scoring.score_predictions(None, None, None, None)  # says why
+        refusal = net.scoring.epoch_refusal()
+        if refusal:
+            raise ValueError(f"{name}: {refusal}")
     if not classifier and "entropy" in parse_adaptation(net.adaptation):
         raise ValueError(
             f"{name}: adaptation={net.adaptation!r}: entropy minimisation makes "
