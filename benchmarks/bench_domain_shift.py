@@ -179,9 +179,7 @@ def label_free_grid():
         "self_training_k_best": self_training_k_best(),
         "label_spreading": label_spreading(),
     }
-    grid = [
-        {"adapt": [adapters[a]], "clf": [heads[c]]} for a, c in CANDIDATES.values()
-    ]
+    grid = [{"adapt": [adapters[a]], "clf": [heads[c]]} for a, c in CANDIDATES.values()]
     search = GridSearchCV(
         Pipeline([("adapt", "passthrough"), ("clf", plain)]),
         grid,

@@ -8,6 +8,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sktransfer import FineTunedClassifier
 from sktransfer.finetune._adaptation import coral_loss, grad_reverse, parse_adaptation
@@ -223,3 +225,95 @@ def test_label_free_epoch_scoring_refuses_what_it_cannot_do(shifted_images):
     Xr, yr = X[:24], np.arange(24.0)
     with pytest.raises(ValueError, match="regression scorer"):
         _fit_regressor(Xr, yr, scoring=PredictionEntropyScorer())
+
+
+# ------------------------------------------- target rows per epoch (ratio)
+class _RowCounter:
+    """Rows of each training epoch, by the labels skorch hands the batches."""
+
+    def __init__(self):
+        from skorch.callbacks import Callback
+
+        counter = self
+
+        class Count(Callback):
+            def on_epoch_begin(self, net, **kwargs):
+                counter.epochs.append([])
+
+            def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+                if training:
+                    counter.epochs[-1].extend(np.asarray(batch[1]).tolist())
+
+        self.epochs = []
+        self.callback = Count()
+
+
+@pytest.mark.parametrize("ratio, n_target", [(0.25, 6), (0.5, 12), (None, 16)])
+def test_each_epoch_draws_the_adaptation_ratio_of_target_rows(
+    shifted_images, ratio, n_target
+):
+    X, y = shifted_images  # 24 labelled rows, 16 target rows
+    counter = _RowCounter()
+    _fit(
+        X, y, adaptation="dann", adaptation_ratio=ratio, valid_size=None,
+        max_epochs=3, callbacks=[("count", counter.callback)],
+    )  # fmt: skip
+    assert len(counter.epochs) == 3
+    for labels in counter.epochs:
+        labels = np.asarray(labels)
+        assert (labels >= 0).sum() == 24  # every source row, every epoch
+        assert (labels < 0).sum() == n_target
+
+
+def test_target_rows_are_drawn_afresh_each_epoch():
+    from sktransfer.finetune._data import TargetShareSampler
+
+    labeled = np.r_[np.ones(20, bool), np.zeros(40, bool)]
+    sampler = TargetShareSampler(labeled, 0.25, torch.Generator().manual_seed(0))
+    draws = [sorted(r for r in sampler if r >= 20) for _ in range(6)]
+    assert all(len(d) == 5 for d in draws)
+    assert len({tuple(d) for d in draws}) > 1  # not the same rows every epoch
+    assert len(set().union(*draws)) > 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_source=st.integers(0, 40),
+    n_target=st.integers(0, 40),
+    ratio=st.one_of(st.none(), st.floats(0.01, 3.0)),
+    seed=st.integers(0, 10),
+)
+def test_target_share_sampler_properties(n_source, n_target, ratio, seed):
+    from sktransfer.finetune._data import TargetShareSampler
+
+    labeled = np.r_[np.ones(n_source, bool), np.zeros(n_target, bool)]
+    rng = np.random.default_rng(seed)
+    labeled = labeled[rng.permutation(len(labeled))]
+    sampler = TargetShareSampler(labeled, ratio, torch.Generator().manual_seed(seed))
+    rows = list(sampler)
+    assert len(rows) == len(sampler) == len(set(rows))  # no row twice
+    assert sorted(r for r in rows if labeled[r]) == np.flatnonzero(labeled).tolist()
+    expected = (
+        n_target if ratio is None else min(n_target, int(np.ceil(ratio * n_source)))
+    )
+    assert sum(not labeled[r] for r in rows) == expected
+
+
+def test_the_dann_loss_weighs_both_domains_alike(shifted_images):
+    from sktransfer.finetune._adaptation import adaptation_loss
+
+    X, y = shifted_images
+    clf = _fit(X, y, adaptation="dann", max_epochs=1, valid_size=None)
+    module = clf.module_
+    feats = torch.randn(10, module.domain.net[0].in_features)
+    labeled = torch.tensor([True] * 8 + [False] * 2)  # a batch of 8 + 2
+    module.last_features = feats
+    got = adaptation_loss(clf, torch.zeros(10, 2), labeled).detach()
+    with torch.no_grad():
+        logits = module.domain(feats, 1.0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, (~labeled).float(), reduction="none"
+    )
+    expected = 0.5 * bce[labeled].mean() + 0.5 * bce[~labeled].mean()
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert float(got) != pytest.approx(float(bce.mean()), rel=1e-3)

@@ -2,14 +2,18 @@
 
 Unlabelled target rows come in the same ``fit`` with the label ``-1``
 (scikit-learn's semi-supervised convention; encoded ``-100``, the index
-``CrossEntropyLoss`` ignores). Each training batch mixes source and target
-rows; besides the classification loss on the source rows, ``adaptation=``
-adds, times ``adaptation_weight``:
+``CrossEntropyLoss`` ignores). Each training epoch takes every source row and
+``adaptation_ratio`` target rows per source row, drawn afresh
+(:class:`~sktransfer.finetune._data.TargetShareSampler`), shuffled together,
+so batches mix both domains; besides the classification loss on the source
+rows, ``adaptation=`` adds, times ``adaptation_weight``:
 
 * ``"dann"`` -- a domain classifier on the features behind a gradient
   reversal layer (Ganin et al., 2016): the backbone learns features the
-  domain classifier cannot tell apart. Its strength ramps up as in the
-  paper, ``2 / (1 + exp(-10 p)) - 1`` over training progress ``p``.
+  domain classifier cannot tell apart. Its loss weighs the two domains
+  equally (each half), whatever their share of the batch. Its strength ramps
+  up as in the paper, ``2 / (1 + exp(-10 p)) - 1`` over training progress
+  ``p``.
 * ``"coral"`` -- Deep CORAL (Sun and Saenko, 2016): the distance between
   the source and target feature covariances of the batch.
 * ``"entropy"`` -- the mean prediction entropy of the target rows (Grandvalet
@@ -121,8 +125,13 @@ def adaptation_loss(net, y_pred: torch.Tensor, labeled: torch.Tensor) -> torch.T
     if feats is not None and labeled.any():
         if "dann" in names:
             logits = module.domain(feats, dann_scale(net))
+            # both domains weigh alike, whatever their share of the batch
+            # (adaptation_ratio draws fewer target rows than source rows)
+            weight = torch.where(target, 0.5 / target.sum(), 0.5 / labeled.sum()).to(
+                logits.dtype
+            )
             total = total + nn.functional.binary_cross_entropy_with_logits(
-                logits, target.float()
+                logits, target.to(logits.dtype), weight=weight, reduction="sum"
             )
         if "coral" in names and labeled.sum() > 1 and target.sum() > 1:
             total = total + coral_loss(feats[labeled], feats[target])

@@ -52,9 +52,7 @@ class OriginalLabelScorer:
         if getattr(self.scoring, "label_free", False):
             return self._label_free(net, X, y)
         classifier = hasattr(net, "label_encoder_")
-        unlabeled = (
-            y < 0 if classifier else np.isnan(y.reshape(len(y), -1)).any(axis=1)
-        )
+        unlabeled = y < 0 if classifier else np.isnan(y.reshape(len(y), -1)).any(axis=1)
         if unlabeled.any():
             # unlabelled target rows (adaptation=): scored on the source rows
             net, y = _SourceRows(net, ~unlabeled), y[~unlabeled]
@@ -64,7 +62,6 @@ class OriginalLabelScorer:
             y = net._original_y(y)
         scorer = get_scorer(self.scoring) if isinstance(self.scoring, str) else None
         return (scorer or self.scoring)(net, X, y)
-
 
     def _label_free(self, net, X, y):
         """A label-free scorer (``sktransfer.adapt``) on one epoch's validation

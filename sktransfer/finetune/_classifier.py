@@ -95,6 +95,13 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         adapted by the transformers of ``sktransfer.adapt`` instead.
     adaptation_weight : float, default=1.0
         Weight of the adaptation terms beside the classification loss.
+    adaptation_ratio : float or None, default=0.25
+        Target rows per source row in each training epoch: every source row
+        and ``ceil(adaptation_ratio * n_source)`` target rows drawn afresh
+        each epoch (all target rows are seen over a few epochs), so an epoch
+        costs about ``1 + adaptation_ratio`` times a source-only one. ``None``
+        trains on every target row every epoch. The DANN loss weighs the two
+        domains equally whatever their share of a batch.
     label_smoothing : float, default=0.0
     class_weight : dict, "balanced" or None, default=None
         Loss weights per class, as in scikit-learn.
@@ -220,6 +227,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         class_weight=None,
         adaptation=None,
         adaptation_weight=1.0,
+        adaptation_ratio=0.25,
         augment="auto",
         valid_size=0.1,
         scoring="accuracy",
@@ -263,6 +271,7 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         self.class_weight = class_weight
         self.adaptation = adaptation
         self.adaptation_weight = adaptation_weight
+        self.adaptation_ratio = adaptation_ratio
         self.augment = augment
         self.valid_size = valid_size
         self.scoring = scoring

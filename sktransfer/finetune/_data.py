@@ -13,7 +13,12 @@ from sktransfer._images import prepare_image
 from sktransfer._inputs import Samples
 from sktransfer._text import pad_tokens, token_ids
 
-__all__ = ["LengthGroupedBatchSampler", "SampleDataset", "head_extractor"]
+__all__ = [
+    "LengthGroupedBatchSampler",
+    "SampleDataset",
+    "TargetShareSampler",
+    "head_extractor",
+]
 
 
 class SampleDataset(Dataset):
@@ -159,3 +164,55 @@ def head_extractor(net):
         normalize=False,
         trust_remote_code=net.trust_remote_code,
     ).fit(probe)
+
+
+class TargetShareSampler(torch.utils.data.Sampler):
+    """Every labelled row and a fresh random share of the target rows, per epoch.
+
+    Adapting while fine-tuning (``adaptation=``) trains on the unlabelled
+    target rows besides the source rows; forwarding all of them every epoch
+    makes an epoch cost as much more as there are target rows. This sampler
+    keeps every labelled row and draws ``ceil(ratio * n_labelled)`` target rows
+    afresh each epoch (all of them when there are fewer), shuffled together,
+    so the target rows are all seen over a few epochs and each batch still
+    mixes both domains.
+
+    Parameters
+    ----------
+    labeled : array of bool
+        Which rows are labelled (source) rows.
+    ratio : float or None
+        Target rows per labelled row in an epoch; ``None`` takes every target
+        row every epoch.
+    generator : torch.Generator, optional
+        For reproducible epochs.
+
+    Examples
+    --------
+    >>> sampler = TargetShareSampler([True] * 4 + [False] * 8, ratio=0.5)
+    >>> rows = list(sampler)
+    >>> len(rows), sum(r < 4 for r in rows)
+    (6, 4)
+    """
+
+    def __init__(self, labeled, ratio: float | None, generator=None):
+        self.labeled = np.asarray(labeled, dtype=bool)
+        self.ratio = ratio
+        self.generator = generator
+
+    def _n_target(self) -> int:
+        n_target = int((~self.labeled).sum())
+        if self.ratio is None:
+            return n_target
+        return min(n_target, int(np.ceil(self.ratio * self.labeled.sum())))
+
+    def __len__(self) -> int:
+        return int(self.labeled.sum()) + self._n_target()
+
+    def __iter__(self):
+        source = np.flatnonzero(self.labeled)
+        target = np.flatnonzero(~self.labeled)
+        pick = torch.randperm(len(target), generator=self.generator).numpy()
+        rows = np.concatenate([source, target[pick[: self._n_target()]]])
+        order = torch.randperm(len(rows), generator=self.generator).numpy()
+        return iter(rows[order].tolist())

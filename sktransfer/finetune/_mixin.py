@@ -39,6 +39,7 @@ from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbac
 from sktransfer.finetune._data import (
     LengthGroupedBatchSampler,
     SampleDataset,
+    TargetShareSampler,
     head_extractor,
 )
 from sktransfer.finetune._device import DeviceParamMixin
@@ -99,6 +100,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         lengths = getattr(base, "lengths", None)
         if parse_adaptation(getattr(self, "adaptation", None)):
             lengths = None  # batches must mix source and target rows
+            if training and kwargs.get("shuffle", True):
+                return self._target_share_iterator(dataset, base, kwargs)
         if training and lengths is not None and kwargs.get("shuffle", True):
             # texts: batches of similar length (less padding), in random order
             if isinstance(dataset, Subset):
@@ -109,6 +112,19 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             kwargs.pop("shuffle", None)
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, **kwargs)
+
+    def _target_share_iterator(self, dataset, base, kwargs):
+        """Training batches of every source row and ``adaptation_ratio`` target
+        rows per source row, drawn afresh each epoch (:class:`TargetShareSampler`)."""
+        y = np.asarray(base.y)
+        if isinstance(dataset, Subset):
+            y = y[np.asarray(dataset.indices)]
+        labeled = self._labeled_rows(torch.as_tensor(y)).numpy()
+        kwargs.pop("shuffle", None)
+        kwargs["sampler"] = TargetShareSampler(
+            labeled, self.adaptation_ratio, kwargs.pop("generator", None)
+        )
+        return self.iterator_train(dataset, **kwargs)
 
     def get_split_datasets(self, X, y=None, **fit_params):
         if not self.valid_size:  # a user's train_split, or none

@@ -65,6 +65,7 @@ _COMMON = {
     "criterion": [callable, nn.Module],
     "adaptation": [None, str],
     "adaptation_weight": [Interval(Real, 0, None, closed="left")],
+    "adaptation_ratio": [None, Interval(Real, 0, None, closed="neither")],
 }
 _CLASSIFIER = {
     "label_smoothing": [Interval(Real, 0, 1, closed="left")],

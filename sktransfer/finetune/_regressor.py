@@ -57,7 +57,9 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
     ``fit`` with every target ``NaN`` (skada's convention for regression: a
     regression target has no spare value like the classifiers' ``-1``); a
     ``NaN`` is an error otherwise. The scaling, the probe start, the
-    validation loss and scores read the labelled rows only.
+    validation loss and scores read the labelled rows only; each epoch
+    draws ``adaptation_ratio`` target rows per source row, as the
+    classifier's.
 
     Attributes
     ----------
@@ -109,6 +111,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         trust_remote_code=False,
         adaptation=None,
         adaptation_weight=1.0,
+        adaptation_ratio=0.25,
         **kwargs,
     ):
         super().__init__(
@@ -145,6 +148,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.trust_remote_code = trust_remote_code
         self.adaptation = adaptation
         self.adaptation_weight = adaptation_weight
+        self.adaptation_ratio = adaptation_ratio
 
     def _n_outputs(self):
         return self.n_targets_
