@@ -104,3 +104,35 @@ def make_image_files(folder: Path, n: int, size: int = 320, seed: int = 0) -> li
         crop.resize((out, out)).save(path, quality=90)
         paths.append(str(path))
     return paths
+
+
+WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
+NOUN_FILES = {
+    3: "Tops", 4: "act", 5: "animal", 6: "artifact", 7: "attribute", 8: "body",
+    9: "cognition", 10: "communication", 11: "event", 12: "feeling", 13: "food",
+    14: "group", 15: "location", 16: "motive", 17: "object", 18: "person",
+    19: "phenomenon", 20: "plant", 21: "possession", 22: "process",
+    23: "quantity", 24: "relation", 25: "shape", 26: "state", 27: "substance",
+    28: "time",
+}  # fmt: skip
+
+
+def wordnet_noun_definitions(path: Path = WORDNET_NOUNS) -> list[tuple[str, str]]:
+    """Every WordNet noun synset as ``(definition, "noun.<lexicographer
+    file>")``, in file order (Debian's ``wordnet-base``)."""
+    import re
+
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: apt-get install wordnet-base (Debian's WordNet 3.0)."
+        )
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(" ") or "|" not in line:
+            continue
+        label = "noun." + NOUN_FILES[int(line.split(" ", 3)[1])]
+        gloss = line.split("|", 1)[1].strip()
+        definition = re.split(r'[;"]', gloss)[0].strip()
+        if definition:
+            rows.append((definition, label))
+    return rows

@@ -25,38 +25,19 @@ benchmarks/bench_finetune_defaults.py`` (about 15 minutes on 2 CPU cores).
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-from _common import QUICK, machine, write_result
+from _common import QUICK, machine, wordnet_noun_definitions, write_result
 
-WORDNET = Path("/usr/share/wordnet/data.noun")
-NOUN_FILES = {
-    3: "Tops", 4: "act", 5: "animal", 6: "artifact", 7: "attribute", 8: "body",
-    9: "cognition", 10: "communication", 11: "event", 12: "feeling", 13: "food",
-    14: "group", 15: "location", 16: "motive", 17: "object", 18: "person",
-    19: "phenomenon", 20: "plant", 21: "possession", 22: "process",
-    23: "quantity", 24: "relation", 25: "shape", 26: "state", 27: "substance",
-    28: "time",
-}  # fmt: skip
 N_TRAIN, N_TEST = (600, 200) if QUICK else (3000, 1000)
 EPOCHS = 1 if QUICK else 3
 BACKBONE = "all-MiniLM-L6-v2"
 
 
 def wordnet_nouns(seed: int = 0):
-    rows = []
-    for line in WORDNET.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(" ") or "|" not in line:
-            continue
-        label = "noun." + NOUN_FILES[int(line.split(" ", 3)[1])]
-        gloss = line.split("|", 1)[1].strip()
-        definition = re.split(r'[;"]', gloss)[0].strip()
-        if definition:
-            rows.append((definition, label))
+    rows = wordnet_noun_definitions()
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(rows))[: N_TRAIN + N_TEST]
     X = [rows[i][0] for i in pick]

@@ -329,20 +329,22 @@ def rows():
             )
     fs = _load("fewshot")
     if fs:
-        for key, cell in fs["rows"].items():
-            if not key.startswith("n"):
-                continue
-            a, b = cell["fewshot"], cell["setfit"]
-            out.append(
-                (
-                    f"FewShotClassifier vs. SetFit, Rotten Tomatoes, {key[1:]} per "
-                    f"class ({cell['seeds']} seed(s))",
-                    f"accuracy {a['accuracy_mean']:.3f} vs. {b['accuracy_mean']:.3f}; "
-                    f"train seconds {cell['fewshot_seconds_vs_setfit']:.2f}x",
-                    ">= SetFit at <= 0.5x",
-                    _machine(fs["machine"]),
+        for task, result in fewshot_tasks(fs).items():
+            for key, cell in result["rows"].items():
+                if not key.startswith("n") or "setfit" not in cell:
+                    continue
+                a, b = cell["fewshot"], cell["setfit"]
+                out.append(
+                    (
+                        f"FewShotClassifier vs. SetFit, {TASK_TITLES.get(task, task)}, "
+                        f"{key[1:]} per class ({cell['seeds']} seed(s))",
+                        f"accuracy {a['accuracy_mean']:.3f} vs. "
+                        f"{b['accuracy_mean']:.3f}; train seconds "
+                        f"{cell['fewshot_seconds_vs_setfit']:.2f}x",
+                        ">= SetFit at <= 0.5x",
+                        _machine(fs["machine"]),
+                    )
                 )
-            )
     fd = _load("finetune_defaults")
     if fd:
         r = fd["rows"]
@@ -639,31 +641,65 @@ FEWSHOT_GUIDE = HERE.parent / "docs" / "guide" / "zeroshot.md"
 FS_START, FS_END = "<!-- fewshot -->", "<!-- /fewshot -->"
 
 
+TASK_TITLES = {
+    "rotten_tomatoes": "Rotten Tomatoes",
+    "wordnet_topics": "WordNet topics",
+    "lfw_faces": "LFW faces vs. not",
+}
+
+
+def fewshot_tasks(data) -> dict:
+    """``{task: {"rows": ..., "date": ...}}`` of ``fewshot.json`` (also of the
+    one-task layout of earlier runs)."""
+    if "tasks" in data:
+        return data["tasks"]
+    return {data["task"]: {"rows": data["rows"], "date": data["date"]}}
+
+
 def fewshot_table(data) -> str:
-    rows = data["rows"]
-    out = [
-        "| labelled per class | model | accuracy (mean ± std) | seeds | train s |",
-        "| --- | --- | --- | --- | --- |",
-        f'| 0 | `ZeroShotClassifier` ("negative" / "positive") | '
-        f"{rows['zero_shot']['accuracy']:.3f} | - | 0 |",
-    ]
     names = {"frozen_lr": "frozen MiniLM + LR", "fewshot": "`FewShotClassifier`",
              "setfit": "SetFit 1.2"}  # fmt: skip
-    for key, cell in rows.items():
-        if not key.startswith("n"):
-            continue
-        for model, label in names.items():
-            r = cell[model]
+    out = []
+    for task, result in fewshot_tasks(data).items():
+        rows = result["rows"]
+        classes = result.get("class_names")
+        zero = " / ".join(f'"{c}"' for c in classes) if classes else "class names"
+        if classes and len(classes) > 3:
+            zero = f"{len(classes)} class names"
+        backbone = result.get("backbone", "all-MiniLM-L6-v2")
+        out += [
+            f"**{TASK_TITLES.get(task, task)}** ({backbone}, "
+            f"{result.get('n_test', 1000):,} held out, measured "
+            f"{result.get('date', data['date'])}):",
+            "",
+            "| labelled per class | model | accuracy (mean ± std) | seeds | train s |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        if "zero_shot" in rows:
             out.append(
-                f"| {key[1:]} | {label} | {r['accuracy_mean']:.3f} ± "
-                f"{r['accuracy_std']:.3f} | {cell['seeds']} | "
-                f"{r['train_seconds_mean']:.1f} |"
+                f"| 0 | `ZeroShotClassifier` ({zero}) | "
+                f"{rows['zero_shot']['accuracy']:.3f} | - | 0 |"
             )
-        out.append(
-            f"| {key[1:]} | *`FewShotClassifier` seconds / SetFit's* | "
-            f"{cell['fewshot_seconds_vs_setfit']:.2f}x | | |"
-        )
-    out += ["", f"Measured on {_machine(data['machine'])}, {data['date']}."]
+        for key in sorted((k for k in rows if k.startswith("n")), key=lambda k: int(k[1:])):
+            cell = rows[key]
+            for model, label in names.items():
+                if model not in cell:
+                    continue
+                r = cell[model]
+                if model == "frozen_lr" and backbone != "all-MiniLM-L6-v2":
+                    label = f"frozen {backbone} + LR"
+                out.append(
+                    f"| {key[1:]} | {label} | {r['accuracy_mean']:.3f} ± "
+                    f"{r['accuracy_std']:.3f} | {cell['seeds']} | "
+                    f"{r['train_seconds_mean']:.1f} |"
+                )
+            if "fewshot_seconds_vs_setfit" in cell:
+                out.append(
+                    f"| {key[1:]} | *`FewShotClassifier` seconds / SetFit's* | "
+                    f"{cell['fewshot_seconds_vs_setfit']:.2f}x | | |"
+                )
+        out.append("")
+    out += [f"Measured on {_machine(data['machine'])}."]
     return "\n".join(out)
 
 
@@ -678,28 +714,35 @@ def write_between(page: Path, start: str, end: str, body: str) -> None:
 
 
 def fewshot_figure(data, path: Path) -> None:
-    """Accuracy against labelled samples per class."""
+    """Accuracy against labelled samples per class, one panel per task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = data["rows"]
-    ns = sorted(int(k[1:]) for k in rows if k.startswith("n"))
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
-    for model, label in (("frozen_lr", "frozen + LR"), ("fewshot", "FewShotClassifier"),
-                         ("setfit", "SetFit")):  # fmt: skip
-        mean = [rows[f"n{n}"][model]["accuracy_mean"] for n in ns]
-        std = [rows[f"n{n}"][model]["accuracy_std"] for n in ns]
-        ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=label)
-    ax.axhline(rows["zero_shot"]["accuracy"], color="k", ls="--", lw=1,
-               label="zero-shot (no label)")  # fmt: skip
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set(xticks=ns, xticklabels=[str(n) for n in ns],
-           xlabel="labelled samples per class", ylabel="accuracy (1,000 held out)",
-           title="Rotten Tomatoes, all-MiniLM-L6-v2")  # fmt: skip
-    ax.legend(fontsize=8)
+    tasks = fewshot_tasks(data)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 3.6),
+                             layout="constrained", squeeze=False)  # fmt: skip
+    for ax, (task, result) in zip(axes[0], tasks.items(), strict=True):
+        rows = result["rows"]
+        ns = sorted(int(k[1:]) for k in rows if k.startswith("n"))
+        for model, label in (("frozen_lr", "frozen + LR"),
+                             ("fewshot", "FewShotClassifier"), ("setfit", "SetFit")):  # fmt: skip
+            if model not in rows[f"n{ns[0]}"]:
+                continue
+            mean = [rows[f"n{n}"][model]["accuracy_mean"] for n in ns]
+            std = [rows[f"n{n}"][model]["accuracy_std"] for n in ns]
+            ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=label)
+        if "zero_shot" in rows:
+            ax.axhline(rows["zero_shot"]["accuracy"], color="k", ls="--", lw=1,
+                       label="zero-shot (no label)")  # fmt: skip
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        backbone = result.get("backbone", "all-MiniLM-L6-v2")
+        ax.set(xticks=ns, xticklabels=[str(n) for n in ns],
+               xlabel="labelled samples per class", ylabel="accuracy (held out)",
+               title=f"{TASK_TITLES.get(task, task)}, {backbone}")  # fmt: skip
+        ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")

@@ -73,3 +73,67 @@ def test_throughput_chart_draws_one_panel_per_result(tmp_path, monkeypatch):
     assert mod.throughput_chart.__doc__
     (tmp_path / "results" / "text.json").unlink()
     assert mod.throughput_chart(tmp_path / "img" / "none.png") is None
+
+
+def _cell(models, seeds=5, ratio=0.4):
+    cell = {
+        m: {"accuracy_mean": a, "accuracy_std": 0.01, "train_seconds_mean": s}
+        for m, (a, s) in models.items()
+    }
+    cell["seeds"] = seeds
+    if ratio is not None:
+        cell["fewshot_seconds_vs_setfit"] = ratio
+    return cell
+
+
+def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
+    mod = _report(tmp_path, monkeypatch)
+    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.14.1", "torch_threads": 2}
+    text_models = {"frozen_lr": (0.6, 0.1), "fewshot": (0.7, 3.0), "setfit": (0.65, 7.0)}
+    new = {
+        "machine": machine,
+        "date": "2026-12-02",
+        "tasks": {
+            "wordnet_topics": {
+                "backbone": "all-MiniLM-L6-v2",
+                "class_names": ["animal", "food", "plant", "time"],
+                "n_test": 1000,
+                "date": "2026-12-02",
+                "rows": {"zero_shot": {"accuracy": 0.55}, "n8": _cell(text_models)},
+            },
+            "lfw_faces": {
+                "backbone": "efficientnet_lite0",
+                "class_names": None,
+                "n_test": 100,
+                "rows": {
+                    "n8": _cell(
+                        {"frozen_lr": (0.8, 0.1), "fewshot": (0.9, 9.0)}, ratio=None
+                    )
+                },
+            },
+        },
+    }
+    table = mod.fewshot_table(new)
+    assert "**WordNet topics** (all-MiniLM-L6-v2, 1,000 held out" in table
+    assert "| 0 | `ZeroShotClassifier` (4 class names) | 0.550 |" in table
+    assert "| 8 | SetFit 1.2 | 0.650 ± 0.010 | 5 | 7.0 |" in table
+    assert "| 8 | frozen efficientnet_lite0 + LR | 0.800 ± 0.010 | 5 | 0.1 |" in table
+    lfw = table.split("**LFW faces vs. not**")[1]
+    assert "SetFit" not in lfw and "ZeroShot" not in lfw  # text-only models left out
+    mod.fewshot_figure(new, tmp_path / "fs.png")
+    assert (tmp_path / "fs.png").stat().st_size > 0
+    old = {
+        "machine": machine,
+        "date": "2026-12-01",
+        "task": "rotten_tomatoes",
+        "rows": {"zero_shot": {"accuracy": 0.6}, "n8": _cell(text_models, 3)},
+    }
+    heading = "**Rotten Tomatoes** (all-MiniLM-L6-v2, 1,000 held out, measured 2026-12-01)"
+    assert heading in mod.fewshot_table(old)
+    (tmp_path / "results" / "fewshot.json").write_text(json.dumps(new))
+    perf = {r[0]: r[1] for r in mod.rows() if "SetFit" in r[0]}
+    assert perf == {
+        "FewShotClassifier vs. SetFit, WordNet topics, 8 per class (5 seed(s))": (
+            "accuracy 0.700 vs. 0.650; train seconds 0.40x"
+        )
+    }
