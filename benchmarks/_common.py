@@ -122,17 +122,11 @@ def wordnet_noun_definitions(path: Path = WORDNET_NOUNS) -> list[tuple[str, str]
     file>")``, in file order (Debian's ``wordnet-base``)."""
     import re
 
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: apt-get install wordnet-base (Debian's WordNet 3.0)."
-        )
+    from sktransfer.adapt.datasets import wordnet_glosses
+
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(" ") or "|" not in line:
-            continue
-        label = "noun." + NOUN_FILES[int(line.split(" ", 3)[1])]
-        gloss = line.split("|", 1)[1].strip()
+    for lexfile, gloss in wordnet_glosses(path):
         definition = re.split(r'[;"]', gloss)[0].strip()
         if definition:
-            rows.append((definition, label))
+            rows.append((definition, "noun." + NOUN_FILES[lexfile]))
     return rows

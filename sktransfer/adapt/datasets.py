@@ -38,7 +38,7 @@ FONTS = (
 )  # fmt: skip
 
 
-__all__ = ["font_digits", "handwritten_digits", "wordnet_verbs"]
+__all__ = ["font_digits", "handwritten_digits", "wordnet_glosses", "wordnet_verbs"]
 
 
 def handwritten_digits():
@@ -108,6 +108,19 @@ def font_digits(n_per_font: int = 5, seed: int = 0):
     return _to_uint8(np.stack(images)), np.asarray(labels)
 
 
+def wordnet_glosses(path: Path = WORDNET):
+    """``(lexicographer file number, gloss)`` of every synset of one of
+    WordNet's ``data.*`` files (Debian's ``wordnet-base``), in file order."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: apt-get install wordnet-base (Debian's WordNet 3.0)."
+        )
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(" ") or "|" not in line:
+            continue
+        yield int(line.split(" ", 3)[1]), line.split("|", 1)[1].strip()
+
+
 def wordnet_verbs(path: Path = WORDNET, seed: int = 0):
     """``(definitions, labels), (examples, labels)`` from disjoint synsets.
 
@@ -116,17 +129,9 @@ def wordnet_verbs(path: Path = WORDNET, seed: int = 0):
     examples (one per synset) of the other half the target. Needs Debian's
     ``wordnet-base`` (``/usr/share/wordnet``).
     """
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: apt-get install wordnet-base (Debian's WordNet 3.0)."
-        )
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(" ") or "|" not in line:
-            continue
-        fields = line.split(" ", 3)
-        label = "verb." + VERB_FILES[int(fields[1])]
-        gloss = line.split("|", 1)[1].strip()
+    for lexfile, gloss in wordnet_glosses(path):
+        label = "verb." + VERB_FILES[lexfile]
         examples = re.findall(r'"([^"]+)"', gloss)
         definition = gloss.split(";")[0].split('"')[0].strip()
         rows.append((label, definition, examples))
