@@ -10,7 +10,9 @@ Tasks (``--task NAME``, several allowed; all by default):
 - ``lfw_faces`` (images): scikit-image's ``lfw_subset``, faces vs. not faces,
   100 images held out, EfficientNet-Lite0 (packaged); SetFit is text-only and
   no image-text weights ship, so frozen + LR and ``FewShotClassifier`` only,
-  at N = 8 (64 per class would leave too few images to score).
+  at N = 8 (64 per class would leave too few images to score);
+- ``digits`` (images): scikit-learn's 8x8 handwritten digits, 10 classes,
+  1,000 held out, EfficientNet-Lite0, the same two models at N = 8.
 
 Per task, N labelled samples per class are drawn per seed from the pool and
 every model is scored on the same held-out samples (1,000 texts); every text
@@ -76,12 +78,22 @@ def lfw_faces():
     return images, np.asarray(labels), None
 
 
+def digits():
+    """``images, labels, None``: scikit-learn's handwritten 8x8 digits."""
+    from sktransfer.adapt.datasets import handwritten_digits
+
+    images, labels = handwritten_digits()
+    return images, labels, None
+
+
 TASKS = {
     "rotten_tomatoes": rotten_tomatoes,
     "wordnet_topics": wordnet_topics,
     "lfw_faces": lfw_faces,
+    "digits": digits,
 }
-BACKBONES = {"lfw_faces": "efficientnet_lite0"}  # the others: MiniLM
+# the others: MiniLM
+BACKBONES = {"lfw_faces": "efficientnet_lite0", "digits": "efficientnet_lite0"}
 N_TESTS = {"lfw_faces": 100}
 
 
@@ -188,7 +200,7 @@ def main():
     tasks = dict(old.get("tasks", {}))
     if "rows" in old:  # the one-task layout of earlier runs
         tasks[old["task"]] = {"n_test": old["n_test"], "rows": old["rows"],
-                              "date": old["date"]}  # fmt: skip
+                              "date": old["date"], "machine": old["machine"]}  # fmt: skip
     for name in chosen:
         result = run_task(name)
         # the N not run this time keep their earlier rows (and say when)
@@ -196,8 +208,10 @@ def main():
                 if k not in result["rows"]}  # fmt: skip
         for row in kept.values():
             row.setdefault("date", tasks[name].get("date"))
+            row.setdefault("machine", tasks[name].get("machine", old.get("machine")))
         result["rows"] = {**kept, **result["rows"]}
         result["date"] = time.strftime("%Y-%m-%d")
+        result["machine"] = machine()
         tasks[name] = result
     write_result("fewshot", {"machine": machine(), "tasks": tasks})
 

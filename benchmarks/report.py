@@ -645,6 +645,7 @@ TASK_TITLES = {
     "rotten_tomatoes": "Rotten Tomatoes",
     "wordnet_topics": "WordNet topics",
     "lfw_faces": "LFW faces vs. not",
+    "digits": "8x8 digits",
 }
 
 
@@ -688,9 +689,15 @@ def fewshot_table(data) -> str:
                 r = cell[model]
                 if model == "frozen_lr" and backbone != "all-MiniLM-L6-v2":
                     label = f"frozen {backbone} + LR"
+                seeds = str(cell["seeds"])
+                if cell.get("date"):  # a row kept from an earlier run
+                    seeds += f" (run {cell['date']}"
+                    if cell.get("machine") and cell["machine"] != data["machine"]:
+                        seeds += f" on {cell['machine']['cpu']}"
+                    seeds += ")"
                 out.append(
                     f"| {key[1:]} | {label} | {r['accuracy_mean']:.3f} ± "
-                    f"{r['accuracy_std']:.3f} | {cell['seeds']} | "
+                    f"{r['accuracy_std']:.3f} | {seeds} | "
                     f"{r['train_seconds_mean']:.1f} |"
                 )
             if "fewshot_seconds_vs_setfit" in cell:
