@@ -195,3 +195,31 @@ def test_the_two_towers_share_one_loaded_model(dual):
     image = load_backbone(spec)
     text = load_backbone(tower(spec, "text"))
     assert text.model is image.model and text.tokenizer is not None
+
+
+def test_a_class_names_head_on_the_image_tower_starts_as_zero_shot(dual, square_images):
+    """head_init="class_names" on a CLIP / SigLIP image tower: the text tower
+    embeds the class prompts, so before training the fine-tuner predicts what
+    the zero-shot classifier predicts."""
+    from sktransfer import FineTunedClassifier, ZeroShotClassifier
+
+    _, folder = dual
+    X = np.concatenate([square_images] * 3)
+    classes = ["cat", "dog", "red car"]
+    y = np.array(classes * (len(X) // 3) + classes[: len(X) % 3])
+    clf = FineTunedClassifier(
+        folder, strategy="full", max_epochs=1, head_init="class_names",
+        valid_size=None, lr=1e-12, backbone_lr=0.0, dropout=0.0, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    zero = ZeroShotClassifier(folder, precision="fp32").fit(None, classes)
+    assert clf.predict(X).tolist() == zero.predict(X).tolist()
+    # same ranking, and the probabilities at the zero-shot temperature, up to
+    # each image's feature norm against the mean norm (the head is linear)
+    ext = PretrainedFeatureExtractor(folder, precision="fp32").fit(X)
+    feats = ext.transform(X).astype(np.float64)
+    w = clf.module_.head.weight.detach().double().numpy()
+    cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ zero.class_embeddings_.T
+    ratio = np.linalg.norm(feats, axis=1) / np.linalg.norm(feats, axis=1).mean()
+    np.testing.assert_allclose(
+        feats @ w.T, cos * ratio[:, None] / zero.temperature_, rtol=1e-3, atol=1e-3
+    )

@@ -66,11 +66,12 @@ class FineTunedClassifier(FineTuneMixin, NeuralNetClassifier):
         backbone. A scikit-learn linear estimator (with ``coef_`` and
         ``intercept_``, e.g. ``LogisticRegression(C=0.1)``) is fitted instead
         of the default one. ``"random"``: PyTorch's default initialisation.
-        ``"class_names"`` (text backbones): the zero-shot head, each class's
-        name through the template "This text is about {}." embedded by the
-        frozen backbone, so fine-tuning starts from the zero-shot classifier
-        (what :class:`~sktransfer.ZeroShotClassifier` predicts, with no label
-        read) and the few labels refine it.
+        ``"class_names"`` (text backbones, and the image tower of a CLIP /
+        SigLIP dual encoder): the zero-shot head, each class's name through
+        :class:`~sktransfer.ZeroShotClassifier`'s default templates ("This
+        text is about {}."; "a photo of a {}." for images, embedded by the
+        text tower), so fine-tuning starts from the zero-shot classifier (what
+        it predicts, with no label read) and the labels refine it.
         With a validation split, the start is scored as epoch 0
         (``start_scores_``) and the best epoch, epoch 0 included, is kept
         (``best_epoch_``), so the model is never worse on validation than its

@@ -106,13 +106,17 @@ def check_params(net, classifier: bool) -> None:
             f"callbacks (or (name, callback) pairs). Got {net.callbacks!r} instead."
         )
     if isinstance(net.head_init, str) and net.head_init == "class_names":
-        modality = net._backbone_spec().modality
-        if not classifier or modality != "text":
+        from sktransfer.backbones._dual import is_dual
+
+        spec = net._backbone_spec()
+        if not classifier or not (spec.modality == "text" or is_dual(spec)):
+            kind = "a CLIP / SigLIP image tower" if is_dual(spec) else spec.modality
             raise ValueError(
                 f"{name}: head_init='class_names' starts the head from the embeddings "
-                "of the class names, which needs a classifier on a text backbone; "
-                f"this is a {'classifier' if classifier else 'regressor'} on a "
-                f"{modality} backbone. Use head_init='probe'."
+                "of the class names, which needs a classifier on a text backbone "
+                "or on a dual encoder's image tower (CLIP, SigLIP); this is a "
+                f"{'classifier' if classifier else 'regressor'} on a {kind} "
+                "backbone. Use head_init='probe'."
             )
     if getattr(net.scoring, "label_free", False):
         if not classifier:

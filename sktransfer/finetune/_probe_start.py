@@ -36,7 +36,7 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import Subset
 
-from sktransfer.finetune._data import SampleDataset, head_extractor
+from sktransfer.finetune._data import SampleDataset, _training_precision, head_extractor
 
 __all__ = [
     "ProbeStart",
@@ -157,19 +157,24 @@ def probe_weights(net, features, y) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def class_name_weights(net, features) -> tuple[np.ndarray, np.ndarray]:
-    """The zero-shot head (``head_init="class_names"``): each class's name,
-    through :class:`~sktransfer.ZeroShotClassifier`'s default template and
-    the frozen backbone, normalised, is its class's row; the rows are scaled
-    so that on features of the training split's mean norm the logits are the
-    cosine similarities over the zero-shot temperature. The bias is zero."""
-    from sktransfer.zeroshot._classifier import DEFAULT_TEMPERATURE, DEFAULT_TEMPLATES
+    """The zero-shot head (``head_init="class_names"``): each class's
+    embedding as :class:`~sktransfer.ZeroShotClassifier` makes it (its name
+    through the default templates, by the text backbone or, for a CLIP /
+    SigLIP image tower, by the dual encoder's text tower), normalised, is its
+    class's row; the rows are scaled so that on features of the training
+    split's mean norm the logits are the cosine similarities over the
+    zero-shot classifier's default temperature. The bias is zero."""
+    from sktransfer.zeroshot._classifier import ZeroShotClassifier
 
-    names = [DEFAULT_TEMPLATES[0].format(c) for c in net.classes_.tolist()]
-    emb = head_extractor(net).transform(names).astype(np.float64)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    zero = ZeroShotClassifier(
+        net.backbone,
+        device=str(net._resolved_device()),
+        precision=_training_precision(net),
+    ).fit(None, net.classes_.tolist())
+    emb = zero.class_embeddings_.astype(np.float64)
     norm = float(np.mean(np.linalg.norm(np.asarray(features, np.float64), axis=1)))
-    scale = 1.0 / (DEFAULT_TEMPERATURE * max(norm, 1e-12))
-    return emb * scale, np.zeros(len(names))
+    scale = 1.0 / (zero.temperature_ * max(norm, 1e-12))
+    return emb * scale, np.zeros(len(emb))
 
 
 def _comparable(row: dict, monitor: str):
