@@ -52,7 +52,7 @@ def test_image_pipeline_matches_and_batches_are_dynamic(tmp_path, images):
     ).fit(X, y)
     export = sktransfer.to_onnx(model, tmp_path, check=X)
     _assert_close(export)
-    assert export.outputs == ("embeddings", "label", "probabilities")
+    assert set(export.outputs) == {"embeddings", "label", "probabilities"}
     assert export.inputs == ("images",)
     assert export.check["probabilities_max_abs_diff"] <= 1e-4
     loaded = onnx.load(export.path)
@@ -127,6 +127,31 @@ def test_text_fine_tuner(tmp_path):
     export = sktransfer.to_onnx(clf, tmp_path, check=TEXTS)
     _assert_close(export)
     assert export.run(TEXTS)["label"].dtype == np.int64
+
+
+@pytest.mark.parametrize("backbone", ["test-text", "clip", "siglip"])
+def test_zero_shot_classifier(tmp_path, backbone):
+    """Texts through a text backbone, images through a CLIP / SigLIP image
+    tower: onnxruntime gives the classifier's probabilities and labels."""
+    from sktransfer import ZeroShotClassifier
+    from sktransfer.backbones import save_tiny_dual_encoder
+
+    X = TEXTS
+    if backbone != "test-text":
+        backbone = save_tiny_dual_encoder(tmp_path / backbone, backbone)
+        X = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), np.uint8)
+    labels = ["cat", "dog", "red car"]
+    zero = ZeroShotClassifier(backbone, labels=labels).fit()
+    export = sktransfer.to_onnx(zero, tmp_path / "onnx", check=X)
+    _assert_close(export)
+    assert set(export.outputs) == {"embeddings", "label", "probabilities"}
+    assert export.check["probabilities_max_abs_diff"] <= 1e-4
+    assert export.check["labels_equal"]
+    out = export.run(X)
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    assert export.metadata["classes"] == labels
+    with pytest.raises(Exception, match="not fitted"):
+        sktransfer.to_onnx(ZeroShotClassifier(backbone, labels=labels), tmp_path / "x")
 
 
 def test_real_minilm_pipeline(tmp_path):

@@ -82,11 +82,29 @@ class OnnxExport:
 
 
 # ------------------------------------------------------------------ pieces
+def _is_zero_shot(model) -> bool:
+    from sktransfer.zeroshot import ZeroShotClassifier
+
+    return isinstance(model, ZeroShotClassifier)
+
+
+def _zero_shot_extractor(model):
+    """The fitted extractor of a zero-shot classifier's inputs (a text
+    backbone, or a dual encoder's image tower), normalising as it does."""
+    check_is_fitted(model, "class_embeddings_")
+    ext = model._extractor()
+    modality = ext._backbone_spec().modality
+    probe = ["probe"] if modality == "text" else [np.zeros((8, 8, 3), np.uint8)]
+    return ext.fit(probe)
+
+
 def _extractor_of(model):
     from sktransfer._extractor import PretrainedFeatureExtractor
 
     if isinstance(model, PretrainedFeatureExtractor):
         return model
+    if _is_zero_shot(model):
+        return _zero_shot_extractor(model)
     if isinstance(model, Pipeline) and isinstance(
         model.steps[0][1], PretrainedFeatureExtractor
     ):
@@ -124,6 +142,19 @@ def _feature_graph(model, loaded) -> FeatureGraph:
 
 def _build(model, loaded, opset: int):
     """The ONNX model."""
+    if _is_zero_shot(model):  # cosine to each class over the temperature
+        import torch
+        from torch import nn
+
+        emb = np.asarray(model.class_embeddings_, np.float32)
+        head = nn.Linear(emb.shape[1], emb.shape[0], bias=False)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(emb / model.temperature_))
+        graph = ClassifierGraph(_feature_graph(model, loaded), head)
+        names = ["embeddings", "probabilities", "label_index"]
+        onnx_model = export_graph(graph, loaded, names, opset)
+        append_labels(onnx_model, model.classes_)
+        return onnx_model
     kind = _net_kind(model)
     if kind is not None:
         model._check_fitted()
@@ -213,6 +244,10 @@ def _fp32(model):
     """``model`` computing in float32 (the graph's precision): shallow copies,
     the user's model is not changed."""
     ext = _extractor_of(model)
+    if _is_zero_shot(model):
+        zero = copy.copy(model)
+        vars(zero)["precision"] = "fp32"
+        return zero
     if ext is not None:
         ext32 = copy.copy(ext)
         vars(ext32)["precision"] = "fp32"
@@ -274,8 +309,10 @@ def to_onnx(model, directory, *, check=None, opset: int = 18, overwrite=False):
         A fitted ``PretrainedFeatureExtractor`` (embeddings only), a fitted
         ``Pipeline`` that starts with one and continues with scikit-learn steps
         (converted by skl2onnx's registered converters), a fitted
-        ``FineTunedClassifier`` or ``FineTunedRegressor``. Image and text
-        backbones.
+        ``FineTunedClassifier`` or ``FineTunedRegressor``, or a fitted
+        ``ZeroShotClassifier`` (its inputs' tower, then the cosine to each
+        class embedding over ``temperature_``: texts, or images through a
+        CLIP / SigLIP image tower). Image and text backbones.
     directory : str or PathLike
         Folder to write ``model.onnx`` into (and ``tokenizer.json`` for text).
     check : samples, optional
@@ -325,8 +362,8 @@ def to_onnx(model, directory, *, check=None, opset: int = 18, overwrite=False):
     if _extractor_of(model) is None and _net_kind(model) is None:
         raise TypeError(
             "to_onnx exports a PretrainedFeatureExtractor, a Pipeline that starts "
-            "with one, a FineTunedClassifier or a FineTunedRegressor; got "
-            f"{type(model).__name__}."
+            "with one, a FineTunedClassifier, a FineTunedRegressor or a "
+            f"ZeroShotClassifier; got {type(model).__name__}."
         )
     directory = Path(directory)
     path, tok_path = directory / MODEL, directory / TOKENIZER
