@@ -33,7 +33,12 @@ def _features(net, X):
 
 # a learning rate so small that one epoch leaves the head as it started
 FROZEN_START = dict(
-    strategy="head", max_epochs=1, lr=1e-12, valid_size=None, random_state=0
+    strategy="head",
+    max_epochs=1,
+    lr=1e-12,
+    valid_size=None,
+    random_state=0,
+    head_init="probe",
 )
 
 
@@ -52,11 +57,41 @@ def test_head_starts_as_the_probe(faces, classes):
 
 def test_random_head_is_not_the_probe(faces):
     X, y = faces
-    clf = FineTunedClassifier("test-cnn", head_init="random", **FROZEN_START)
+    clf = FineTunedClassifier("test-cnn", **{**FROZEN_START, "head_init": "random"})
     clf.fit(X, y)
     probe = default_probe(True, y).fit(_features(clf, X), y)
     gap = np.abs(clf.predict_proba(X) - probe.predict_proba(_features(clf, X)))
     assert gap.max() > 0.1
+
+
+def test_auto_trains_from_random_with_the_probe_as_epoch_0(faces):
+    X, y = faces
+    kw = {**FROZEN_START, "valid_size": 0.25, "weight_decay": 0.0}
+    fits = {
+        init: FineTunedClassifier("test-cnn", **{**kw, "head_init": init}).fit(X, y)
+        for init in ["auto", "probe", "random"]
+    }
+    auto = fits["auto"]
+    # epoch 0 is the probe's start...
+    assert auto.start_scores_ == pytest.approx(fits["probe"].start_scores_)
+    # ...but training ran from the random head: its epochs are the random run's
+    np.testing.assert_allclose(
+        auto.history[:, "valid_loss"], fits["random"].history[:, "valid_loss"]
+    )
+    # an untrained random head loses to the probe, so the probe is kept
+    assert auto.best_epoch_ == 0 and fits["random"].best_epoch_ == 1
+    np.testing.assert_allclose(
+        auto.predict_proba(X), fits["probe"].predict_proba(X), atol=1e-5
+    )
+
+
+def test_auto_without_validation_fits_no_probe(faces):
+    X, y = faces
+    kw = {**FROZEN_START, "lr": 1e-2}
+    auto = FineTunedClassifier("test-cnn", **{**kw, "head_init": "auto"}).fit(X, y)
+    rand = FineTunedClassifier("test-cnn", **{**kw, "head_init": "random"}).fit(X, y)
+    np.testing.assert_array_equal(auto.predict_proba(X), rand.predict_proba(X))
+    assert auto.start_scores_ is None and auto.best_epoch_ is None
 
 
 def test_regressor_head_starts_as_ridge(faces):
@@ -80,9 +115,9 @@ def test_default_probe_choices(faces):
 def test_users_linear_estimator_is_the_probe(faces):
     X, y = faces
     kwargs = dict(weight_decay=0.0, **FROZEN_START)
-    weak = FineTunedClassifier(
-        "test-cnn", head_init=LogisticRegression(C=1e-4, max_iter=1000), **kwargs
-    ).fit(X, y)
+    kwargs["head_init"] = LogisticRegression(C=1e-4, max_iter=1000)
+    weak = FineTunedClassifier("test-cnn", **kwargs).fit(X, y)
+    kwargs["head_init"] = "probe"
     strong = FineTunedClassifier("test-cnn", **kwargs).fit(X, y)
     norm = [float(m.module_[-1].weight.detach().norm()) for m in (weak, strong)]
     assert norm[0] < norm[1] / 10
@@ -159,16 +194,23 @@ class MLPHead(TransferModule):
 def test_a_head_that_is_not_linear_warns(faces):
     X, y = faces
     clf = FineTunedClassifier(
-        "test-cnn", module=MLPHead, max_epochs=1, valid_size=None, random_state=0
+        "test-cnn",
+        module=MLPHead,
+        max_epochs=1,
+        valid_size=None,
+        random_state=0,
+        head_init="probe",
     )
     with pytest.warns(UserWarning, match="head_init='random' to silence"):
         clf.fit(X, y)
-    clf.set_params(head_init="random")
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        clf.fit(X, y)
+    for quiet in ["random", "auto"]:  # "auto" only tries the probe as a candidate
+        clf.set_params(head_init=quiet, valid_size=0.25)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            clf.fit(X, y)
+        assert clf.best_epoch_ != 0  # a random epoch 0 is never kept
 
 
 def test_head_init_is_a_checked_grid_parameter(faces):

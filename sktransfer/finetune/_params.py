@@ -43,7 +43,10 @@ _COMMON = {
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"-1"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
-    "head_init": [StrOptions({"probe", "random", "class_names"}), HasMethods(["fit"])],
+    "head_init": [
+        StrOptions({"auto", "probe", "random", "class_names"}),
+        HasMethods(["fit"]),
+    ],
     "l2sp": [Interval(Real, 0, None, closed="left")],
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "augment": ["boolean", StrOptions({"auto"}), nn.Module],

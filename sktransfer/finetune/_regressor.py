@@ -92,7 +92,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         max_epochs=10,
         batch_size=32,
         weight_decay=0.01,
-        head_init="probe",
+        head_init="auto",
         l2sp=0.0,
         dropout=0.1,
         augment="auto",
