@@ -90,7 +90,12 @@ def test_texts_adapt_with_batches_that_mix_domains():
         random_state=0, valid_size=None,
     ).fit(texts, y)  # fmt: skip
     it = clf.get_iterator(clf.get_dataset(texts, clf._prepare_y(y, None, True)), True)
-    assert it.batch_sampler is None or not hasattr(it.batch_sampler, "lengths")
+    # every batch mixes the domains; texts are grouped by length within each
+    assert it.batch_sampler.lengths is not None
+    codes = clf._prepare_y(y, None, True)
+    for batch in it.batch_sampler:
+        labels = np.asarray([codes[i] for i in batch])
+        assert (labels >= 0).any() and (labels < 0).any()
     assert clf.predict(texts[:2]).tolist()[0] in ("pos", "neg")
 
 
@@ -266,37 +271,76 @@ def test_each_epoch_draws_the_adaptation_ratio_of_target_rows(
 
 
 def test_target_rows_are_drawn_afresh_each_epoch():
-    from sktransfer.finetune._data import TargetShareSampler
+    from sktransfer.finetune._data import TargetShareBatchSampler
 
     labeled = np.r_[np.ones(20, bool), np.zeros(40, bool)]
-    sampler = TargetShareSampler(labeled, 0.25, torch.Generator().manual_seed(0))
-    draws = [sorted(r for r in sampler if r >= 20) for _ in range(6)]
+    sampler = TargetShareBatchSampler(
+        labeled, 0.25, 8, generator=torch.Generator().manual_seed(0)
+    )
+    draws = [sorted(r for b in sampler for r in b if r >= 20) for _ in range(6)]
     assert all(len(d) == 5 for d in draws)
     assert len({tuple(d) for d in draws}) > 1  # not the same rows every epoch
     assert len(set().union(*draws)) > 5
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     n_source=st.integers(0, 40),
     n_target=st.integers(0, 40),
     ratio=st.one_of(st.none(), st.floats(0.01, 3.0)),
+    batch_size=st.integers(1, 12),
+    grouped=st.booleans(),
     seed=st.integers(0, 10),
 )
-def test_target_share_sampler_properties(n_source, n_target, ratio, seed):
-    from sktransfer.finetune._data import TargetShareSampler
+def test_target_share_batch_sampler_properties(
+    n_source, n_target, ratio, batch_size, grouped, seed
+):
+    from sktransfer.finetune._data import TargetShareBatchSampler
 
     labeled = np.r_[np.ones(n_source, bool), np.zeros(n_target, bool)]
     rng = np.random.default_rng(seed)
     labeled = labeled[rng.permutation(len(labeled))]
-    sampler = TargetShareSampler(labeled, ratio, torch.Generator().manual_seed(seed))
-    rows = list(sampler)
-    assert len(rows) == len(sampler) == len(set(rows))  # no row twice
+    lengths = rng.integers(1, 50, len(labeled)) if grouped else None
+    sampler = TargetShareBatchSampler(
+        labeled, ratio, batch_size, lengths, torch.Generator().manual_seed(seed)
+    )
+    batches = list(sampler)
+    rows = [r for b in batches for r in b]
+    assert len(batches) == len(sampler)
+    assert all(0 < len(b) <= batch_size for b in batches)
+    assert len(rows) == len(set(rows))  # no row twice
     assert sorted(r for r in rows if labeled[r]) == np.flatnonzero(labeled).tolist()
     expected = (
         n_target if ratio is None else min(n_target, int(np.ceil(ratio * n_source)))
     )
     assert sum(not labeled[r] for r in rows) == expected
+    # every batch holds each domain's share, to one row
+    per_batch = [sum(labeled[r] for r in b) for b in batches]
+    if batches:
+        assert max(per_batch) - min(per_batch) <= 1
+
+
+def test_text_batches_group_lengths_within_each_domain():
+    from sktransfer.finetune._data import TargetShareBatchSampler
+
+    # target texts are all longer than source texts (a shift in length)
+    rng = np.random.default_rng(0)
+    lengths = np.r_[rng.integers(5, 60, 400), rng.integers(40, 120, 100)]
+    labeled = np.r_[np.ones(400, bool), np.zeros(100, bool)]
+    gen = torch.Generator().manual_seed(0)
+    grouped = TargetShareBatchSampler(labeled, 0.25, 20, lengths, gen)
+    mixed = TargetShareBatchSampler(labeled, 0.25, 20, None, gen)
+
+    def padding(batches):  # padded tokens / real tokens
+        pad = sum(len(b) * lengths[b].max() for b in batches)
+        return pad / sum(lengths[b].sum() for b in batches)
+
+    batches = list(grouped)
+    assert all(0 < sum(~labeled[b]) < len(b) for b in batches)  # both domains
+    # each domain's rows in a batch are of similar length
+    src = [np.ptp(lengths[[r for r in b if labeled[r]]]) for b in batches]
+    assert np.median(src) < 10
+    assert padding(batches) < padding(list(mixed)) - 0.2
 
 
 def test_the_dann_loss_weighs_both_domains_alike(shifted_images):

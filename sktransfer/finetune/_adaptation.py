@@ -4,8 +4,9 @@ Unlabelled target rows come in the same ``fit`` with the label ``-1``
 (scikit-learn's semi-supervised convention; encoded ``-100``, the index
 ``CrossEntropyLoss`` ignores). Each training epoch takes every source row and
 ``adaptation_ratio`` target rows per source row, drawn afresh
-(:class:`~sktransfer.finetune._data.TargetShareSampler`), shuffled together,
-so batches mix both domains; besides the classification loss on the source
+(:class:`~sktransfer.finetune._data.TargetShareBatchSampler`): every batch
+holds the same share of each domain, and text batches are grouped by length
+within each domain; besides the classification loss on the source
 rows, ``adaptation=`` adds, times ``adaptation_weight``:
 
 * ``"dann"`` -- a domain classifier on the features behind a gradient

@@ -16,7 +16,7 @@ from sktransfer._text import pad_tokens, token_ids
 __all__ = [
     "LengthGroupedBatchSampler",
     "SampleDataset",
-    "TargetShareSampler",
+    "TargetShareBatchSampler",
     "head_extractor",
 ]
 
@@ -166,16 +166,26 @@ def head_extractor(net):
     ).fit(probe)
 
 
-class TargetShareSampler(torch.utils.data.Sampler):
-    """Every labelled row and a fresh random share of the target rows, per epoch.
+class TargetShareBatchSampler:
+    """Batches of every labelled row and a fresh share of the target rows,
+    each batch mixing both domains, texts grouped by length.
 
     Adapting while fine-tuning (``adaptation=``) trains on the unlabelled
     target rows besides the source rows; forwarding all of them every epoch
-    makes an epoch cost as much more as there are target rows. This sampler
-    keeps every labelled row and draws ``ceil(ratio * n_labelled)`` target rows
-    afresh each epoch (all of them when there are fewer), shuffled together,
-    so the target rows are all seen over a few epochs and each batch still
-    mixes both domains.
+    makes an epoch cost as much more as there are target rows. Each epoch this
+    batch sampler keeps every labelled row and draws ``ceil(ratio *
+    n_labelled)`` target rows afresh (all of them when there are fewer), so
+    the target rows are all seen over a few epochs. Every batch holds the same
+    share of each domain (DANN and CORAL compare the domains within a batch),
+    and no batch is larger than ``batch_size``.
+
+    With ``lengths`` (texts), each domain's rows are shuffled and, in blocks
+    of ``POOL`` batches, sorted by length, so the ``i``-th batch of a block
+    takes the ``i``-th length quantile of *both* domains: batches pad to a
+    length close to their texts' own, as :class:`LengthGroupedBatchSampler`'s
+    do, even when one domain's texts are longer than the other's (grouping the
+    mixed rows by length instead would make batches of one domain). The batch
+    order is shuffled.
 
     Parameters
     ----------
@@ -184,20 +194,30 @@ class TargetShareSampler(torch.utils.data.Sampler):
     ratio : float or None
         Target rows per labelled row in an epoch; ``None`` takes every target
         row every epoch.
+    batch_size : int
+    lengths : array of int, optional
+        Token count of each row (texts), to group batches by length.
     generator : torch.Generator, optional
         For reproducible epochs.
 
     Examples
     --------
-    >>> sampler = TargetShareSampler([True] * 4 + [False] * 8, ratio=0.5)
-    >>> rows = list(sampler)
-    >>> len(rows), sum(r < 4 for r in rows)
-    (6, 4)
+    >>> sampler = TargetShareBatchSampler([True] * 8 + [False] * 8, 0.5, 4)
+    >>> batches = list(sampler)
+    >>> len(batches), sorted(sum(r < 8 for r in b) for b in batches)
+    (3, [2, 3, 3])
     """
 
-    def __init__(self, labeled, ratio: float | None, generator=None):
+    POOL = LengthGroupedBatchSampler.POOL
+
+    def __init__(
+        self, labeled, ratio: float | None, batch_size: int, lengths=None,
+        generator=None,
+    ):  # fmt: skip
         self.labeled = np.asarray(labeled, dtype=bool)
         self.ratio = ratio
+        self.batch_size = int(batch_size)
+        self.lengths = None if lengths is None else np.asarray(lengths)
         self.generator = generator
 
     def _n_target(self) -> int:
@@ -207,12 +227,42 @@ class TargetShareSampler(torch.utils.data.Sampler):
         return min(n_target, int(np.ceil(self.ratio * self.labeled.sum())))
 
     def __len__(self) -> int:
-        return int(self.labeled.sum()) + self._n_target()
+        return -(-(int(self.labeled.sum()) + self._n_target()) // self.batch_size)
 
     def __iter__(self):
         source = np.flatnonzero(self.labeled)
         target = np.flatnonzero(~self.labeled)
         pick = torch.randperm(len(target), generator=self.generator).numpy()
-        rows = np.concatenate([source, target[pick[: self._n_target()]]])
-        order = torch.randperm(len(rows), generator=self.generator).numpy()
-        return iter(rows[order].tolist())
+        target = target[pick[: self._n_target()]]
+        source = source[torch.randperm(len(source), generator=self.generator).numpy()]
+        n_batches = len(self)
+        if n_batches == 0:
+            return iter([])
+        # batch sizes <= batch_size; each batch's source count as even as can be
+        sizes = _even_counts(len(source) + len(target), n_batches)
+        from_source = _even_counts(len(source), n_batches)
+        parts = zip(
+            self._cut(source, from_source),
+            self._cut(target, sizes - from_source),
+            strict=True,
+        )
+        batches = [np.r_[s, t].tolist() for s, t in parts]
+        order = torch.randperm(n_batches, generator=self.generator).tolist()
+        return iter([batches[i] for i in order])
+
+    def _cut(self, rows: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+        """``rows`` cut into batches of ``counts``, sorted by length within
+        each block of ``POOL`` batches."""
+        bounds = np.r_[0, np.cumsum(counts)]
+        if self.lengths is not None:
+            rows = rows.copy()
+            for lo in range(0, len(counts), self.POOL):
+                a, b = bounds[lo], bounds[min(lo + self.POOL, len(counts))]
+                block = rows[a:b]
+                rows[a:b] = block[np.argsort(-self.lengths[block], kind="stable")]
+        return [rows[bounds[i] : bounds[i + 1]] for i in range(len(counts))]
+
+
+def _even_counts(n: int, k: int) -> np.ndarray:
+    """``n`` split into ``k`` counts differing by at most one, larger first."""
+    return np.full(k, n // k) + (np.arange(k) < n % k)

@@ -39,7 +39,7 @@ from sktransfer.finetune._callbacks import OriginalLabelScorer, training_callbac
 from sktransfer.finetune._data import (
     LengthGroupedBatchSampler,
     SampleDataset,
-    TargetShareSampler,
+    TargetShareBatchSampler,
     head_extractor,
 )
 from sktransfer.finetune._device import DeviceParamMixin
@@ -98,10 +98,12 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if training and generator is not None:  # seeded shuffling (random_state)
             kwargs.setdefault("generator", generator)
         lengths = getattr(base, "lengths", None)
-        if parse_adaptation(getattr(self, "adaptation", None)):
-            lengths = None  # batches must mix source and target rows
-            if training and kwargs.get("shuffle", True):
-                return self._target_share_iterator(dataset, base, kwargs)
+        if (
+            training
+            and kwargs.get("shuffle", True)
+            and parse_adaptation(getattr(self, "adaptation", None))
+        ):  # batches that mix source and target rows
+            return self._target_share_iterator(dataset, base, lengths, kwargs)
         if training and lengths is not None and kwargs.get("shuffle", True):
             # texts: batches of similar length (less padding), in random order
             if isinstance(dataset, Subset):
@@ -113,16 +115,23 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         iterator = self.iterator_train if training else self.iterator_valid
         return iterator(dataset, **kwargs)
 
-    def _target_share_iterator(self, dataset, base, kwargs):
+    def _target_share_iterator(self, dataset, base, lengths, kwargs):
         """Training batches of every source row and ``adaptation_ratio`` target
-        rows per source row, drawn afresh each epoch (:class:`TargetShareSampler`)."""
+        rows per source row, drawn afresh each epoch, each batch mixing both
+        domains, texts grouped by length (:class:`TargetShareBatchSampler`)."""
         y = np.asarray(base.y)
         if isinstance(dataset, Subset):
-            y = y[np.asarray(dataset.indices)]
+            keep = np.asarray(dataset.indices)
+            y = y[keep]
+            lengths = None if lengths is None else lengths[keep]
         labeled = self._labeled_rows(torch.as_tensor(y)).numpy()
         kwargs.pop("shuffle", None)
-        kwargs["sampler"] = TargetShareSampler(
-            labeled, self.adaptation_ratio, kwargs.pop("generator", None)
+        kwargs["batch_sampler"] = TargetShareBatchSampler(
+            labeled,
+            self.adaptation_ratio,
+            kwargs.pop("batch_size"),
+            lengths,
+            kwargs.pop("generator", None),
         )
         return self.iterator_train(dataset, **kwargs)
 
