@@ -244,3 +244,33 @@ def test_text_probe_start(texts):
     ).fit(X, y)
     assert set(clf.start_scores_) == {"valid_loss", "valid_acc"}
     assert clf.best_epoch_ in (0, 1)
+
+
+def test_refit_trains_every_row_for_the_chosen_epochs(faces):
+    X, y = faces
+    kw = dict(strategy="full", max_epochs=3, valid_size=0.25, lr=3e-2,
+              head_init="random", random_state=0)  # fmt: skip
+    chosen = FineTunedClassifier("test-cnn", **kw).fit(X, y)
+    refit = FineTunedClassifier("test-cnn", refit=True, **kw).fit(X, y)
+    k = chosen.best_epoch_
+    assert k > 0 and refit.best_epoch_ == k
+    assert len(refit.history_) == k and "valid_loss" not in refit.history_[-1]
+    assert len(refit.validation_history_) == 3  # the run that chose k
+    assert refit.start_scores_ == pytest.approx(chosen.start_scores_)
+    # the same as training on every row for k epochs without validation
+    plain = dict(kw, valid_size=None, max_epochs=k)
+    alone = FineTunedClassifier("test-cnn", **plain).fit(X, y)
+    np.testing.assert_allclose(refit.predict_proba(X), alone.predict_proba(X))
+    assert chosen.validation_history_ is None
+
+
+def test_refit_of_epoch_0_is_the_probe_on_every_row(faces):
+    X, y = faces
+    bad = dict(strategy="full", lr=5.0, backbone_lr=5.0, weight_decay=0.0,
+               valid_size=0.25, augment=False, random_state=0, max_epochs=2)  # fmt: skip
+    clf = FineTunedClassifier("test-cnn", refit=True, **bad).fit(X, y)
+    assert clf.best_epoch_ == 0
+    probe = default_probe(True, y).fit(_features(clf, X), y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), probe.predict_proba(_features(clf, X)), atol=1e-4
+    )

@@ -25,6 +25,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from skorch.callbacks import EpochScoring
 from skorch.dataset import Dataset, ValidSplit, unpack_data
+from skorch.history import History
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
@@ -345,6 +346,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         keep = self.warm_start and getattr(self, "initialized_", False)
         y_ready = self._check_fit_input(X, y, None, fit_params, keep)
         self.cv_epoch_losses_ = None
+        self.validation_history_ = None
         if not isinstance(X, Dataset):
             reason = too_small_reason(self, *self._split_targets(y_ready))
             if reason is not None and keep:  # nothing to choose: the weights stay
@@ -355,7 +357,33 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
                 )
             if reason is not None:
                 return self._fit_few(X, y, y_ready, reason, fit_params)
-        return self._fit_prepared(X, y_ready, keep, fit_params)
+        self._fit_prepared(X, y_ready, keep, fit_params)
+        if (
+            getattr(self, "refit", False)
+            and not keep
+            and self.valid_size
+            and not isinstance(X, Dataset)
+            and self.best_epoch_ is not None
+        ):
+            self._refit_every_row(X, y_ready, fit_params)
+        return self
+
+    def _refit_every_row(self, X, y_ready, fit_params):
+        """``refit=True``: train anew on every sample for the chosen number of
+        epochs (0: the probe alone), as ``GridSearchCV`` refits."""
+        epochs, start = self.best_epoch_, self.start_scores_
+        history = History(copy.deepcopy(list(self.history_)))  # fit clears it
+        saved = self.valid_size, self.checkpoint_dir
+        self.valid_size, self.checkpoint_dir = None, None
+        self._fixed_epoch_ = epochs
+        try:
+            fit_params = {**fit_params, "epochs": max(epochs, 1)}
+            self._fit_prepared(X, y_ready, False, fit_params)
+        finally:
+            self.valid_size, self.checkpoint_dir = saved
+            self.__dict__.pop("_fixed_epoch_", None)
+        self.best_epoch_, self.start_scores_ = epochs, start
+        self.validation_history_ = history
 
     def _split_targets(self, y_ready):
         """What a validation split is drawn from, and the number of classes

@@ -56,6 +56,7 @@ _COMMON = {
         Interval(Integral, 1, None, closed="left"),
     ],
     "scoring": [str, callable],
+    "refit": ["boolean"],
     "patience": [None, Interval(Integral, 1, None, closed="left")],
     "checkpoint_dir": [None, str, os.PathLike],
     "device": [None, str, torch.device],

@@ -21,7 +21,7 @@ With ``head_init="auto"`` (the default) the probe is only epoch 0's
 *candidate*: it is fitted and scored as above, then the head's random
 initialisation is put back and training starts from it; the best epoch,
 epoch 0 (the probe) included, is still kept. On a 26-way WordNet task the
-probe's start cost about 3 points against a random one, cross-validated on
+probe's start cost 3.8 points against a random one, cross-validated on
 training data only (``benchmarks/bench_finetune_defaults.py --cv``).
 
 Epoch 0 is kept out of skorch's ``history_`` on purpose: skorch and its callbacks

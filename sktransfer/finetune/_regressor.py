@@ -97,6 +97,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         dropout=0.1,
         augment="auto",
         valid_size=0.1,
+        refit=False,
         scoring="r2",
         patience=None,
         checkpoint_dir=None,
@@ -139,6 +140,7 @@ class FineTunedRegressor(FineTuneMixin, NeuralNetRegressor):
         self.dropout = dropout
         self.augment = augment
         self.valid_size = valid_size
+        self.refit = refit
         self.scoring = scoring
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
