@@ -355,6 +355,7 @@ def rows():
             "old_defaults": "old defaults",
             "probe_no_valid": "LP-FT without validation",
             "random_valid": "random head + validation",
+            "refit": "defaults + refit on every row (2 fits)",
             "plain_loop": "plain PyTorch loop",
         }
         out.append(

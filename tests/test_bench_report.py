@@ -89,7 +89,11 @@ def _cell(models, seeds=5, ratio=0.4):
 def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
     mod = _report(tmp_path, monkeypatch)
     machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.14.1", "torch_threads": 2}
-    text_models = {"frozen_lr": (0.6, 0.1), "fewshot": (0.7, 3.0), "setfit": (0.65, 7.0)}
+    text_models = {
+        "frozen_lr": (0.6, 0.1),
+        "fewshot": (0.7, 3.0),
+        "setfit": (0.65, 7.0),
+    }
     new = {
         "machine": machine,
         "date": "2026-12-02",
@@ -128,7 +132,9 @@ def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
         "task": "rotten_tomatoes",
         "rows": {"zero_shot": {"accuracy": 0.6}, "n8": _cell(text_models, 3)},
     }
-    heading = "**Rotten Tomatoes** (all-MiniLM-L6-v2, 1,000 held out, measured 2026-12-01)"
+    heading = (
+        "**Rotten Tomatoes** (all-MiniLM-L6-v2, 1,000 held out, measured 2026-12-01)"
+    )
     assert heading in mod.fewshot_table(old)
     (tmp_path / "results" / "fewshot.json").write_text(json.dumps(new))
     perf = {r[0]: r[1] for r in mod.rows() if "SetFit" in r[0]}

@@ -218,7 +218,9 @@ def test_a_class_names_head_on_the_image_tower_starts_as_zero_shot(dual, square_
     ext = PretrainedFeatureExtractor(folder, precision="fp32").fit(X)
     feats = ext.transform(X).astype(np.float64)
     w = clf.module_.head.weight.detach().double().numpy()
-    cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ zero.class_embeddings_.T
+    cos = (
+        feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    ) @ zero.class_embeddings_.T
     ratio = np.linalg.norm(feats, axis=1) / np.linalg.norm(feats, axis=1).mean()
     np.testing.assert_allclose(
         feats @ w.T, cos * ratio[:, None] / zero.temperature_, rtol=1e-3, atol=1e-3
