@@ -327,7 +327,11 @@ def finetune_rows(Xs, ys, Xt, yt, n_source, n_target):
         r["row_cost_vs_source_only"] = (
             r["seconds_per_epoch"] / r["rows_per_epoch"]
         ) / (base["seconds_per_epoch"] / base["rows_per_epoch"])
-    out["setup"] = {"n_source": len(s), "n_target_pool": len(pool), "n_test": len(test)}
+    out["setup"] = {
+        "n_source": len(s), "n_target_pool": len(pool), "n_test": len(test),
+        # --finetune-only re-measures these rows alone: they say where and when
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
     return out
 
 

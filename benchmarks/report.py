@@ -322,9 +322,9 @@ def rows():
             out.append(
                 (
                     "Adapting while fine-tuning MiniLM, s/epoch vs. source-only",
-                    f"{per_epoch} (an epoch holds 1.5x the rows; per row {per_row})",
+                    f"{per_epoch} (per row {per_row})",
                     "<= 1.5x",
-                    m,
+                    _machine(ft["setup"]["machine"]) if "machine" in ft["setup"] else m,
                 )
             )
     fs = _load("fewshot")
@@ -627,7 +627,13 @@ def domain_shift_tables(data) -> str:
                 "",
                 f'Fine-tuning {r["backbone"]} (`strategy="full"`, 2 epochs, one '
                 f"split: {setup['n_source']} source rows, {setup['n_target_pool']} "
-                f"unlabelled target rows, {setup['n_test']} target rows scored):",
+                f"unlabelled target rows, {setup['n_test']} target rows scored"
+                + (
+                    f"; measured on {_machine(setup['machine'])}, {setup['date']}"
+                    if "machine" in setup
+                    else ""
+                )
+                + "):",
                 "",
                 "| adaptation | target accuracy | best epoch | s / epoch | "
                 "x source-only per epoch | x per row |",
