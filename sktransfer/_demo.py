@@ -164,9 +164,9 @@ def _tasks(full: bool = True) -> list[tuple[str, Callable, list[Model], str | No
 
     # The fine-tuners with their defaults: a random head with the linear probe
     # on the frozen features as epoch 0's candidate, the last 2 blocks /
-    # layers, 10 % held out to keep the best epoch (0 = the probe). Full run: faces the default 10 epochs;
-    # reviews 3 epochs (an epoch of MiniLM over 3,500 texts takes about a
-    # minute here; measured: 1 epoch 0.756, 2 epochs 0.761).
+    # layers, 10 % held out to keep the best epoch (0 = the probe). Full run:
+    # faces the default 10 epochs; reviews 3 epochs (an epoch of MiniLM over
+    # 3,500 texts takes about a minute here).
     if full:
         text_models = [
             Model(
