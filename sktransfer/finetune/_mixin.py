@@ -99,6 +99,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         if training and generator is not None:  # seeded shuffling (random_state)
             kwargs.setdefault("generator", generator)
         lengths = getattr(base, "lengths", None)
+        if lengths is not None and isinstance(dataset, Subset):
+            lengths = lengths[np.asarray(dataset.indices)]
         if (
             training
             and kwargs.get("shuffle", True)
@@ -107,8 +109,6 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             return self._target_share_iterator(dataset, base, lengths, kwargs)
         if training and lengths is not None and kwargs.get("shuffle", True):
             # texts: batches of similar length (less padding), in random order
-            if isinstance(dataset, Subset):
-                lengths = lengths[np.asarray(dataset.indices)]
             kwargs["batch_sampler"] = LengthGroupedBatchSampler(
                 lengths, kwargs.pop("batch_size"), kwargs.pop("generator", None)
             )
@@ -122,9 +122,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         domains, texts grouped by length (:class:`TargetShareBatchSampler`)."""
         y = np.asarray(base.y)
         if isinstance(dataset, Subset):
-            keep = np.asarray(dataset.indices)
-            y = y[keep]
-            lengths = None if lengths is None else lengths[keep]
+            y = y[np.asarray(dataset.indices)]
         labeled = self._labeled_rows(torch.as_tensor(y)).numpy()
         kwargs.pop("shuffle", None)
         kwargs["batch_sampler"] = TargetShareBatchSampler(
@@ -373,17 +371,25 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
         epochs (0: the probe alone), as ``GridSearchCV`` refits."""
         epochs, start = self.best_epoch_, self.start_scores_
         history = History(copy.deepcopy(list(self.history_)))  # fit clears it
+        fit_params = {**fit_params, "epochs": max(epochs, 1)}
+        self._fit_fixed_epochs(X, y_ready, epochs, fit_params, checkpoints=False)
+        self.best_epoch_, self.start_scores_ = epochs, start
+        self.validation_history_ = history
+
+    def _fit_fixed_epochs(self, X, y_ready, epochs, fit_params, checkpoints=True):
+        """A fresh fit on every sample without validation for ``fit_params``'
+        epochs, ``epochs`` being the chosen number (0: the probe is kept);
+        ``checkpoints=False`` also writes no checkpoint."""
         saved = self.valid_size, self.checkpoint_dir
-        self.valid_size, self.checkpoint_dir = None, None
+        self.valid_size = None
+        if not checkpoints:
+            self.checkpoint_dir = None
         self._fixed_epoch_ = epochs
         try:
-            fit_params = {**fit_params, "epochs": max(epochs, 1)}
             self._fit_prepared(X, y_ready, False, fit_params)
         finally:
             self.valid_size, self.checkpoint_dir = saved
             self.__dict__.pop("_fixed_epoch_", None)
-        self.best_epoch_, self.start_scores_ = epochs, start
-        self.validation_history_ = history
 
     def _split_targets(self, y_ready):
         """What a validation split is drawn from, and the number of classes
@@ -436,15 +442,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             UserWarning,
             stacklevel=3,
         )
-        saved = self.valid_size
-        self.valid_size = None
-        self._fixed_epoch_ = epochs
-        try:
-            fit_params.setdefault("epochs", max(epochs, 1))
-            self._fit_prepared(X, y_ready, False, fit_params)
-        finally:
-            self.valid_size = saved
-            self.__dict__.pop("_fixed_epoch_", None)
+        fit_params.setdefault("epochs", max(epochs, 1))
+        self._fit_fixed_epochs(X, y_ready, epochs, fit_params)
         self.best_epoch_ = epochs
         self.cv_epoch_losses_ = curve or None
         return self

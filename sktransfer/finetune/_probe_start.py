@@ -302,7 +302,7 @@ class ProbeStart(Callback):
             if labeled is not None:  # adaptation: the probe learns from source rows
                 keep = labeled.numpy()
                 features, y = features[keep], np.asarray(y)[keep]
-            if isinstance(net.head_init, str) and net.head_init == "class_names":
+            if _is(net.head_init, "class_names"):
                 weights = class_name_weights(net, features)
             else:
                 weights = probe_weights(net, features, y)
