@@ -88,6 +88,7 @@ class Embedder:
         positions: Sequence[int],
         on_error: str = "raise",
         on_batch: OnBatch = _ignore,
+        bar=None,
     ) -> tuple[np.ndarray | None, dict[int, str]]:
         """Embed ``samples.values[p]`` for each ``p`` in ``positions``.
 
@@ -95,16 +96,20 @@ class Embedder:
         row could be embedded) and ``{position: message}`` for failed rows (only
         when ``on_error != "raise"``). ``on_batch(sample_positions, rows)`` is
         called after every forward batch with the positions (into ``samples``)
-        it finished.
+        it finished. ``bar``: a tqdm bar that the caller sized and owns (several
+        calls then share it); by default each call draws its own.
         """
         modality = self.loaded.spec.modality
         self._samples, self._on_error, self._nonfinite = samples, on_error, {}
-        with tqdm(
-            total=len(positions),
-            disable=not self.verbose,
-            unit="text" if modality == "text" else "sample",
-            desc=f"embedding with {self.loaded.spec.name}",
-        ) as bar:
+        own = bar is None
+        if own:
+            bar = tqdm(
+                total=len(positions),
+                disable=not self.verbose,
+                unit="text" if modality == "text" else "sample",
+                desc=f"embedding with {self.loaded.spec.name}",
+            )
+        try:
             self._bar = bar
             if modality == "image":
                 out, errors = self._embed_images(samples, positions, on_error, on_batch)
@@ -112,6 +117,9 @@ class Embedder:
                 out, errors = self._embed_texts(samples, positions, on_error, on_batch)
             else:
                 out, errors = self._embed_rows(samples, positions, on_batch)
+        finally:
+            if own:
+                bar.close()
         errors.update(self._nonfinite)
         return out, errors
 
@@ -277,7 +285,7 @@ class Embedder:
                     done_rows += [r] * len(members[k])
             on_batch(done_positions, rows[done_rows])
 
-        self._bar.total = len(bad) + len(texts)
+        self._bar.total += len(bad) + len(texts) - len(positions)
         feats_sorted = self._forward(
             make_batch, len(texts), lambda i: members[order[i]], done
         )
