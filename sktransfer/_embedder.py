@@ -82,12 +82,23 @@ class Embedder:
         self.verbose = verbose
 
     # ------------------------------------------------------------ public
+    def progress(self, total: int):
+        """A tqdm bar for ``total`` samples, drawn only when ``verbose``; pass it
+        to several :meth:`embed` calls (growing its ``total``) to show one bar."""
+        return tqdm(
+            total=total,
+            disable=not self.verbose,
+            unit="text" if self.loaded.spec.modality == "text" else "sample",
+            desc=f"embedding with {self.loaded.spec.name}",
+        )
+
     def embed(
         self,
         samples: Samples,
         positions: Sequence[int],
         on_error: str = "raise",
         on_batch: OnBatch = _ignore,
+        bar=None,
     ) -> tuple[np.ndarray | None, dict[int, str]]:
         """Embed ``samples.values[p]`` for each ``p`` in ``positions``.
 
@@ -95,16 +106,15 @@ class Embedder:
         row could be embedded) and ``{position: message}`` for failed rows (only
         when ``on_error != "raise"``). ``on_batch(sample_positions, rows)`` is
         called after every forward batch with the positions (into ``samples``)
-        it finished.
+        it finished. ``bar``: a tqdm bar that the caller sized and owns (several
+        calls then share it); by default each call draws its own.
         """
         modality = self.loaded.spec.modality
         self._samples, self._on_error, self._nonfinite = samples, on_error, {}
-        with tqdm(
-            total=len(positions),
-            disable=not self.verbose,
-            unit="text" if modality == "text" else "sample",
-            desc=f"embedding with {self.loaded.spec.name}",
-        ) as bar:
+        own = bar is None
+        if own:
+            bar = self.progress(len(positions))
+        try:
             self._bar = bar
             if modality == "image":
                 out, errors = self._embed_images(samples, positions, on_error, on_batch)
@@ -112,6 +122,9 @@ class Embedder:
                 out, errors = self._embed_texts(samples, positions, on_error, on_batch)
             else:
                 out, errors = self._embed_rows(samples, positions, on_batch)
+        finally:
+            if own:
+                bar.close()
         errors.update(self._nonfinite)
         return out, errors
 
@@ -277,7 +290,7 @@ class Embedder:
                     done_rows += [r] * len(members[k])
             on_batch(done_positions, rows[done_rows])
 
-        self._bar.total = len(bad) + len(texts)
+        self._bar.total += len(bad) + len(texts) - len(positions)
         feats_sorted = self._forward(
             make_batch, len(texts), lambda i: members[order[i]], done
         )

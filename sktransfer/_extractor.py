@@ -23,7 +23,7 @@ from sktransfer._compat import Interval, StrOptions, _fit_context
 from sktransfer._embedder import Embedder
 from sktransfer._ids import check_ids, duplicate_ids
 from sktransfer._inputs import Samples
-from sktransfer._keys import fingerprint, sample_keys
+from sktransfer._keys import fingerprint, keys_ahead, sample_keys
 from sktransfer._runtime import AutoBatchSize, default_batch_size, resolve_device
 from sktransfer.backbones._spec import BackboneSpec
 from sktransfer.exceptions import InputWarning
@@ -377,42 +377,88 @@ class PretrainedFeatureExtractor(
         )
 
     def _embed_samples(self, loaded, samples: Samples):
-        """Embeddings of ``samples`` through the cache, and the failed rows."""
+        """Embeddings of ``samples`` through the cache, and the failed rows.
+
+        Keys are computed chunk by chunk, the next chunk by a thread while the
+        current one's missing rows are embedded (:func:`keys_ahead`); texts are
+        keyed in one go (their keys are cheap, and their batches are grouped by
+        length over the whole input)."""
         n, width = len(samples), self._n_features_out
         out = np.empty((n, width), dtype=np.float32)
         store = get_cache(self.cache)
-        keys = self._keys(loaded, samples) if store is not None else [None] * n
-        cached = store.get_many(keys, width) if store is not None else [None] * n
-        todo, copy_of, seen = [], {}, {}
-        for i, row in enumerate(cached):
+        embedder = self._embedder(loaded)
+        errors: dict[int, str] = {}
+        copy_of: dict[int, int] = {}
+        seen: dict[str, int] = {}
+        fill = 0.0 if self.on_error == "zero" else np.nan
+        keys: dict[int, str | None] = {}
+
+        def persist(positions, rows):  # finished batches survive a crash
+            if store is not None:
+                store.put_many([keys[p] for p in positions], rows)
+
+        bar = None  # opened by the first chunk with rows to embed, as before
+        try:
+            for lo, chunk_keys in self._keyed_chunks(loaded, samples, store):
+                keys.update(enumerate(chunk_keys, lo))
+                todo = self._misses(store, chunk_keys, lo, width, out, seen)
+                for i, j in todo.items():
+                    if j is not None:
+                        copy_of[i] = j
+                todo = [i for i, j in todo.items() if j is None]
+                if not todo:
+                    continue
+                if bar is None:
+                    bar = embedder.progress(len(todo))
+                else:
+                    bar.total += len(todo)
+                feats, errs = embedder.embed(
+                    samples, todo, self.on_error, persist, bar=bar
+                )
+                out[todo] = fill if feats is None else feats
+                for p in errs:
+                    out[p] = fill
+                errors.update(errs)
+        finally:
+            if bar is not None:
+                bar.close()
+            if store is not None:
+                store.flush()  # the finished batches, durable
+        for i, j in copy_of.items():
+            out[i] = out[j]
+            if j in errors:
+                errors[i] = errors[j]
+        return out, errors
+
+    def _keyed_chunks(self, loaded, samples: Samples, store):
+        """``(lo, keys)`` for consecutive chunks of ``samples``."""
+        n = len(samples)
+        if store is None or loaded.is_user_module:  # a user's module may change
+            yield 0, [None] * n
+            return
+        prefix, image_pre = self._key_prefix(loaded)
+        if loaded.spec.modality == "text":
+            yield 0, sample_keys(prefix, samples.values, image_pre)
+            return
+        for lo, _, chunk_keys in keys_ahead(prefix, samples.values, image_pre):
+            yield lo, chunk_keys
+
+    @staticmethod
+    def _misses(store, keys, lo, width, out, seen) -> dict[int, int | None]:
+        """Fill ``out`` with the stored rows of one chunk; return the rows left,
+        each mapped to None (to embed) or to an earlier row with its key."""
+        cached = [None] * len(keys) if store is None else store.get_many(keys, width)
+        left: dict[int, int | None] = {}
+        for i, (key, row) in enumerate(zip(keys, cached, strict=True), lo):
             if row is not None:
                 out[i] = row
-            elif keys[i] is not None and keys[i] in seen:
-                copy_of[i] = seen[keys[i]]  # embed each distinct sample once
+            elif key is not None and key in seen:
+                left[i] = seen[key]  # embed each distinct sample once
             else:
-                seen.setdefault(keys[i], i)
-                todo.append(i)
-        errors: dict[int, str] = {}
-        if todo:
-
-            def persist(positions, rows):  # finished batches survive a crash
-                if store is not None:
-                    store.put_many([keys[p] for p in positions], rows)
-
-            try:
-                feats, errors = self._embed(loaded, samples, todo, persist)
-            finally:
-                if store is not None:
-                    store.flush()  # the finished batches, durable
-            fill = 0.0 if self.on_error == "zero" else np.nan
-            out[todo] = fill if feats is None else feats
-            for p in errors:
-                out[p] = fill
-            for i, j in copy_of.items():
-                out[i] = out[j]
-                if j in errors:
-                    errors[i] = errors[j]
-        return out, errors
+                if key is not None:
+                    seen[key] = i
+                left[i] = None
+        return left
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names, after the backbone and the layer.
@@ -461,7 +507,7 @@ class PretrainedFeatureExtractor(
         check_is_fitted(self)
         self._check_network_unchanged()
 
-    def _embed(self, loaded, samples: Samples, positions: list[int], on_batch):
+    def _embedder(self, loaded) -> Embedder:
         run = self._runtime(loaded)
         options = None
         if self.compile is not False:
@@ -473,7 +519,7 @@ class PretrainedFeatureExtractor(
         workers = self.num_workers
         if workers == "auto":
             workers = min(4, os.cpu_count() or 1) if modality == "image" else 0
-        embedder = Embedder(
+        return Embedder(
             loaded,
             model,
             run.device,
@@ -484,16 +530,15 @@ class PretrainedFeatureExtractor(
             normalize=self._normalize(loaded),
             verbose=self.verbose,
         )
-        return embedder.embed(samples, positions, self.on_error, on_batch)
 
     def _normalize(self, loaded) -> bool:
         if self.normalize == "auto":
             return bool(getattr(loaded.spec.preprocessing, "normalize", False))
         return bool(self.normalize)
 
-    def _keys(self, loaded, samples: Samples) -> list:
-        if loaded.is_user_module:
-            return [None] * len(samples)  # a user's module may change in place
+    def _key_prefix(self, loaded) -> tuple[str, object]:
+        """The fingerprint of every setting that changes a row, and the image
+        preprocessing that keys a PIL image (None for other backbones)."""
         run = self._runtime(loaded)
         spec = loaded.spec
         prefix = fingerprint(
@@ -507,5 +552,4 @@ class PretrainedFeatureExtractor(
             self._normalize(loaded),
             run.max_length if spec.modality == "text" else None,
         )
-        image_pre = spec.preprocessing if spec.modality == "image" else None
-        return sample_keys(prefix, samples.values, image_pre)
+        return prefix, (spec.preprocessing if spec.modality == "image" else None)

@@ -32,7 +32,7 @@ import numpy as np
 from sktransfer._images import prepare_image
 from sktransfer.exceptions import InputError
 
-__all__ = ["fingerprint", "sample_key", "sample_keys"]
+__all__ = ["fingerprint", "keys_ahead", "sample_key", "sample_keys"]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -130,6 +130,54 @@ def sample_keys(prefix: str, values, image_pre=None) -> list[str | None]:
     for i, part in enumerate(parts):
         out[i::workers] = part
     return out
+
+
+# the first chunk is keyed before anything is embedded: small, so the network
+# starts early; later chunks are keyed by a thread while the previous is embedded
+FIRST_CHUNK = 256
+CHUNK = 1024
+
+
+def keys_ahead(prefix: str, values, image_pre=None, first=FIRST_CHUNK, size=CHUNK):
+    """Yield ``(lo, hi, keys)`` over ``values`` in chunks, keying the next chunk
+    in a background thread while the caller works on the current one.
+
+    Hashing releases the GIL on large buffers, so keying arrays and images
+    overlaps the forward passes of the previous chunk instead of delaying the
+    first one (the disk cache's cold pass).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = [np.full(3, i, np.uint8) for i in range(5)]
+    >>> chunks = list(keys_ahead("p", values, first=2, size=2))
+    >>> [(lo, hi) for lo, hi, _ in chunks]
+    [(0, 2), (2, 4), (4, 5)]
+    >>> [k for *_, keys in chunks for k in keys] == sample_keys("p", values)
+    True
+    """
+    n = len(values)
+    bounds, lo = [], 0
+    while lo < n:
+        hi = min(n, lo + (first if lo == 0 else size))
+        bounds.append((lo, hi))
+        lo = hi
+    if len(bounds) <= 1:
+        for lo, hi in bounds:
+            yield lo, hi, sample_keys(prefix, values[lo:hi], image_pre)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def key(bound):
+        return sample_keys(prefix, values[bound[0] : bound[1]], image_pre)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sktransfer-keys") as pool:
+        ahead = pool.submit(key, bounds[0])
+        for i, (lo, hi) in enumerate(bounds):
+            keys = ahead.result()
+            if i + 1 < len(bounds):
+                ahead = pool.submit(key, bounds[i + 1])
+            yield lo, hi, keys
 
 
 def _is_pil(value: Any) -> bool:

@@ -224,3 +224,22 @@ def test_sigkill_part_way_then_resume(tmp_path, folder, count_embeds):
     computed = count_embeds["n"] - len(folder)  # minus the uncached reference
     assert computed == len(folder) - finished  # the finished part was not redone
     assert len(DiskCache(cache)) == len(folder)
+
+
+def test_keyed_chunks_dedupe_and_hit_across_chunk_boundaries(tmp_path):
+    # keys are computed chunk by chunk (the first 256 rows, then 1,024 at a
+    # time, ahead in a thread): a row repeated in a later chunk is embedded
+    # once, and a second pass is served entirely from the cache
+    rng = np.random.default_rng(0)
+    X = list(rng.integers(0, 255, (300, 8, 8, 3), dtype=np.uint8))
+    X += [X[3].copy(), X[299].copy()]  # repeats of the first and second chunk
+    ext = PretrainedFeatureExtractor("test-cnn", cache=None).fit(X[:2])
+    expected = ext.transform(X)
+    store = DiskCache(tmp_path / "c")
+    got = ext.set_params(cache=store).transform(X)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert len(store) == 300  # the repeats were not embedded again
+    misses = store.misses
+    again = ext.transform(X)
+    np.testing.assert_array_equal(again, got)
+    assert store.misses == misses and store.hits >= len(X)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from sktransfer import PretrainedFeatureExtractor
 from sktransfer._images import prepare_image
-from sktransfer._keys import sample_key
+from sktransfer._keys import keys_ahead, sample_key, sample_keys
 from sktransfer.backbones import get_backbone_spec
 from sktransfer.exceptions import InputError
 
@@ -140,3 +140,11 @@ def test_texts_share_a_key_exactly_when_equal(a, b):
 def test_settings_prefix_separates_keys():
     assert sample_key("a", "x") != sample_key("b", "x")
     assert sample_key("a", b"x") != sample_key("a", "x")
+
+
+def test_keys_ahead_matches_sample_keys_in_order():
+    values = [np.full((4, 4), i, np.uint8) for i in range(11)]
+    chunks = list(keys_ahead("p", values, first=3, size=4))
+    assert [(lo, hi) for lo, hi, _ in chunks] == [(0, 3), (3, 7), (7, 11)]
+    assert [k for *_, keys in chunks for k in keys] == sample_keys("p", values)
+    assert list(keys_ahead("p", [])) == []
