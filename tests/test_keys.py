@@ -148,3 +148,32 @@ def test_keys_ahead_matches_sample_keys_in_order():
     assert [(lo, hi) for lo, hi, _ in chunks] == [(0, 3), (3, 7), (7, 11)]
     assert [k for *_, keys in chunks for k in keys] == sample_keys("p", values)
     assert list(keys_ahead("p", [])) == []
+
+
+def test_typed_buffers_are_keyed_by_their_bytes():
+    """blake3 takes byte buffers only: a typed memoryview or a 0-d / strided
+    array is keyed by its bytes instead of raising BufferError."""
+    a = np.arange(6, dtype=np.int32)
+    assert sample_key("p", memoryview(a)) == sample_key("p", a.tobytes())
+    strided = np.arange(6.0).reshape(2, 3).T
+    assert sample_key("p", strided) == sample_key("p", strided.copy())
+    assert sample_key("p", np.array(3.0)) != sample_key("p", np.array([3.0]))
+
+
+_ANY_SAMPLE = st.one_of(
+    arrays(
+        st.sampled_from([np.uint8, np.float32, np.int64, np.bool_]),
+        array_shapes(min_dims=0, max_dims=3, max_side=4),
+    ),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.none(),
+)
+
+
+@FAST
+@given(st.lists(_ANY_SAMPLE, max_size=12))
+def test_batched_keys_equal_one_by_one_keys(values):
+    """sample_keys' shared hasher per (dtype, shape) gives exactly sample_key's
+    keys, whatever mix of arrays, texts and bytes comes in."""
+    assert sample_keys("p", values) == [sample_key("p", v) for v in values]
