@@ -342,7 +342,8 @@ def rows():
                         f"{b['accuracy_mean']:.3f}; train seconds "
                         f"{cell['fewshot_seconds_vs_setfit']:.2f}x",
                         ">= SetFit at <= 0.5x",
-                        _machine(fs["machine"]),
+                        # each task keeps the machine it was measured on
+                        _machine(result.get("machine", fs["machine"])),
                     )
                 )
     fd = _load("finetune_defaults")
@@ -710,7 +711,8 @@ def fewshot_table(data) -> str:
         out += [
             f"**{TASK_TITLES.get(task, task)}** ({backbone}, "
             f"{result.get('n_test', 1000):,} held out, measured "
-            f"{result.get('date', data['date'])}):",
+            f"{result.get('date', data['date'])} on "
+            f"{_machine(result.get('machine', data['machine']))}):",
             "",
             "| labelled per class | model | accuracy (mean ± std) | seeds | train s |",
             "| --- | --- | --- | --- | --- |",
@@ -733,7 +735,9 @@ def fewshot_table(data) -> str:
                 seeds = str(cell["seeds"])
                 if cell.get("date"):  # a row kept from an earlier run
                     seeds += f" (run {cell['date']}"
-                    if cell.get("machine") and cell["machine"] != data["machine"]:
+                    if cell.get("machine") and cell["machine"] != result.get(
+                        "machine", data["machine"]
+                    ):
                         seeds += f" on {cell['machine']['cpu']}"
                     seeds += ")"
                 out.append(
@@ -747,7 +751,6 @@ def fewshot_table(data) -> str:
                     f"{cell['fewshot_seconds_vs_setfit']:.2f}x | | |"
                 )
         out.append("")
-    out += [f"Measured on {_machine(data['machine'])}."]
     return "\n".join(out)
 
 

@@ -109,6 +109,7 @@ def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
                 "backbone": "efficientnet_lite0",
                 "class_names": None,
                 "n_test": 100,
+                "machine": {**machine, "cpu": "Other CPU"},
                 "rows": {
                     "n8": _cell(
                         {"frozen_lr": (0.8, 0.1), "fewshot": (0.9, 9.0)}, ratio=None
@@ -123,6 +124,9 @@ def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
     assert "| 8 | SetFit 1.2 | 0.650 ± 0.010 | 5 | 7.0 |" in table
     assert "| 8 | frozen efficientnet_lite0 + LR | 0.800 ± 0.010 | 5 | 0.1 |" in table
     lfw = table.split("**LFW faces vs. not**")[1]
+    # each task names the machine it was measured on (tasks are run separately)
+    assert lfw.split("\n")[0].count("Other CPU") == 1
+    assert "Other CPU" not in table.split("**LFW faces vs. not**")[0]
     assert "SetFit" not in lfw and "ZeroShot" not in lfw  # text-only models left out
     mod.fewshot_figure(new, tmp_path / "fs.png")
     assert (tmp_path / "fs.png").stat().st_size > 0
@@ -133,7 +137,8 @@ def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
         "rows": {"zero_shot": {"accuracy": 0.6}, "n8": _cell(text_models, 3)},
     }
     heading = (
-        "**Rotten Tomatoes** (all-MiniLM-L6-v2, 1,000 held out, measured 2026-12-01)"
+        "**Rotten Tomatoes** (all-MiniLM-L6-v2, 1,000 held out, measured 2026-12-01 "
+        "on Some CPU"
     )
     assert heading in mod.fewshot_table(old)
     (tmp_path / "results" / "fewshot.json").write_text(json.dumps(new))
