@@ -198,6 +198,8 @@ def main():
     path = RESULTS / "fewshot.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     tasks = dict(old.get("tasks", {}))
+    for kept in tasks.values():  # tasks of earlier runs keep their machine
+        kept.setdefault("machine", old.get("machine"))
     if "rows" in old:  # the one-task layout of earlier runs
         tasks[old["task"]] = {"n_test": old["n_test"], "rows": old["rows"],
                               "date": old["date"], "machine": old["machine"]}  # fmt: skip

@@ -343,7 +343,9 @@ def rows():
                         f"{cell['fewshot_seconds_vs_setfit']:.2f}x",
                         ">= SetFit at <= 0.5x",
                         # each task keeps the machine it was measured on
-                        _machine(result.get("machine", fs["machine"])),
+                        _machine(
+                            cell.get("machine", result.get("machine", fs["machine"]))
+                        ),
                     )
                 )
     fd = _load("finetune_defaults")

@@ -160,9 +160,7 @@ def sample_keys(prefix: str, values, image_pre=None) -> list[str | None]:
 
     chunks = [values[i::workers] for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
-        parts = list(
-            pool.map(lambda c: _keys_of(prefix, c, image_pre), chunks)
-        )
+        parts = list(pool.map(lambda c: _keys_of(prefix, c, image_pre), chunks))
     out: list[str | None] = [None] * len(values)
     for i, part in enumerate(parts):
         out[i::workers] = part
