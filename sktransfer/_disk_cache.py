@@ -12,12 +12,14 @@ per row, which made the first pass several times slower than no cache.
   written and the batches of the last 25 ms (batches that come faster than
   that are grouped into one segment): renamed files are in the kernel's page
   cache whatever happens to the process. Against a machine crash (power,
-  kernel), segments are ``fsync``-ed in groups: when a second has passed
-  since the last group, every 64 segments, and when an embedding call ends
-  (``flush``), as Redis's
-  ``appendfsync everysec`` and SQLite's WAL at ``synchronous=NORMAL`` trade one
-  ``fsync`` per write for a bounded window. ``durability="batch"`` syncs every
-  segment before ``put_many`` returns (the old per-batch guarantee, slower).
+  kernel), segments are ``fsync``-ed by a background thread as they are
+  written (those written while it syncs go in its next group), and
+  ``flush`` (called when an embedding call ends) waits until all are synced,
+  as Redis's ``appendfsync everysec`` and SQLite's WAL at
+  ``synchronous=NORMAL`` take the sync off the writer's path for a bounded
+  window; the embedding thread never waits for the disk until ``flush``.
+  ``durability="batch"`` syncs every segment before ``put_many`` returns
+  (the old per-batch guarantee, slower).
 - **Checked reads.** A segment is served only if its header parses, its size
   matches, its width is the expected one and its CRC-32 matches; anything else
   (truncated, empty, a foreign or half-synced file) is deleted, its rows
@@ -65,8 +67,6 @@ MAGIC = b"SKTSEG1\n"
 SEGMENTS = "seg"
 WRITE_SECONDS = 0.025  # faster batches are grouped into one segment
 WRITE_ROWS = 4096  # ... of at most this many rows
-SYNC_SECONDS = 1.0  # a machine crash loses at most this much finished work
-SYNC_FILES = 64  # ... or this many segments
 
 
 class DiskCache(Store):
@@ -82,10 +82,12 @@ class DiskCache(Store):
         recently written segments are removed.
     durability : {"interval", "batch"}, default="interval"
         When written batches are ``fsync``-ed. Both survive the process being
-        killed at any point with every finished batch. ``"interval"``: in
-        groups, at most a second (or 64 batches) after they are written and at
-        the end of every embedding call, so a machine crash loses at most that
-        window (and a damaged segment is detected and recomputed); nearly free.
+        killed at any point with every finished batch. ``"interval"``: by a
+        background thread as they are written (in groups: what was written
+        while it synced the last group), and all of them before an embedding
+        call returns, so a machine crash loses at most the segments the thread
+        had not reached (a damaged segment is detected and recomputed); the
+        embedding never waits for the disk until the call ends.
         ``"batch"``: before each batch's write returns (one ``fsync`` per
         batch; on a fast network this can dominate the run).
 
@@ -133,8 +135,10 @@ class DiskCache(Store):
         self._segments: dict[str, list[str]] = {}  # segment -> its keys
         self._legacy = False  # one-file-per-row rows are present
         self._pending: list[int] = []  # written, not yet fsync-ed
+        self._synced = threading.Condition(self._lock)  # the syncer went idle
+        self._syncer: threading.Thread | None = None  # fsyncs _pending
+        self._pid = os.getpid()
         self._buffer: dict[str, np.ndarray] = {}  # put, not yet written
-        self._last_sync = time.monotonic()
         self._last_write = 0.0
         self._register()
 
@@ -157,7 +161,22 @@ class DiskCache(Store):
     def _seg_dir(self) -> Path:
         return self.directory / SEGMENTS
 
+    def _own_process(self) -> None:
+        """After a fork, the parent's lock (which its syncer thread may have
+        held), syncer and unsynced files are not this process's: start anew
+        (the parent syncs its own files)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        for fd in self._pending:  # the child's copies of the parent's fds
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._lock = threading.RLock()
+        self._synced = threading.Condition(self._lock)
+        self._syncer, self._pending = None, []
+
     def _open(self) -> None:
+        self._own_process()
         with self._lock:
             if self._opened:
                 return
@@ -325,10 +344,7 @@ class DiskCache(Store):
             )
         if due:
             self._write_buffer()
-        if self.durability == "batch" or (
-            len(self._pending) >= SYNC_FILES
-            or time.monotonic() - self._last_sync >= SYNC_SECONDS
-        ):
+        if self.durability == "batch":
             self.flush()
 
     def _write_buffer(self) -> None:
@@ -350,30 +366,43 @@ class DiskCache(Store):
             for row, key in enumerate(names):
                 self._index[key] = (name, row)
             self._pending.append(fd)
+            if self.durability != "batch" and not _alive(self._syncer):
+                self._syncer = threading.Thread(
+                    target=self._sync_in_background,
+                    name="sktransfer-cache-sync",
+                    daemon=True,
+                )
+                self._syncer.start()
             if self._used is not None:
                 self._used += written
         if self._used is None or self._used > self.max_bytes:
             self.prune()
 
     def flush(self) -> None:
-        """Write the buffered rows, then ``fsync`` the segments written since
-        the last flush (and their directory). Called by the extractor when an
+        """Write the buffered rows, then ``fsync`` every segment written so far
+        (and their directory): the ones left here, and whatever the background
+        syncer is doing (waited for). Called by the extractor when an
         embedding call ends."""
+        self._own_process()
         self._write_buffer()
         with self._lock:
             pending, self._pending = self._pending, []
-            self._last_sync = time.monotonic()
-        if not pending:
-            return
-        try:
-            for fd in pending:
-                with contextlib.suppress(OSError):
-                    os.fsync(fd)
-            _fsync_dir(self._seg_dir)
-        finally:
-            for fd in pending:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        _sync(pending, self._seg_dir)
+        with self._synced:
+            while _alive(self._syncer):
+                self._synced.wait(0.05)
+
+    def _sync_in_background(self) -> None:
+        """The syncer thread: sync what is pending, group by group, until
+        nothing is; it stops then (the next segment starts another)."""
+        while True:
+            with self._lock:
+                pending, self._pending = self._pending, []
+                if not pending:
+                    self._syncer = None
+                    self._synced.notify_all()
+                    return
+            _sync(pending, self._seg_dir)
 
     # ------------------------------------------------------------ size
     def files(self) -> list[Path]:
@@ -494,6 +523,27 @@ def _read_matrix(path: Path) -> np.ndarray | None:
     if width < 1 or len(data) != n * width * 4 or zlib.crc32(data) != header["crc32"]:
         return None
     return np.frombuffer(data, dtype="<f4").reshape(n, width).astype(np.float32)
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    """A thread started by this process and still running (after a fork,
+    the parent's threads are not alive in the child)."""
+    return thread is not None and thread.is_alive()
+
+
+def _sync(fds: list[int], directory: Path) -> None:
+    """``fsync`` and close the segment files ``fds``, then their directory."""
+    if not fds:
+        return
+    try:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+        _fsync_dir(directory)
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

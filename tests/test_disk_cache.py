@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -89,24 +90,36 @@ def test_old_one_file_per_row_folders_are_still_read(tmp_path):
     assert store.get_many([bad], width=8)[0] is not None and len(store) == 2
 
 
-def test_durability_batch_syncs_every_batch_and_interval_defers(tmp_path, monkeypatch):
-    synced = []
+def test_durability_batch_syncs_every_batch_and_interval_in_background(
+    tmp_path, monkeypatch
+):
+    synced = []  # (thread, file) of each fsync under tmp_path
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+
+    def spy(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(str(tmp_path)):  # not other tests' late syncs
+            synced.append((threading.get_ident(), path))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
     rows = np.ones((1, 4), np.float32)
     strict = DiskCache(tmp_path / "a", durability="batch")
     for i in range(3):
         strict.put_many([f"a{i}"], rows)
-    assert len(synced) == 6  # each segment and its directory, every batch
+        assert len(synced) == 2 * (i + 1)  # the segment and its folder, at once
     synced.clear()
     lazy = DiskCache(tmp_path / "b")
     for i in range(3):  # fast batches: the first written, the others grouped
         lazy.put_many([f"b{i}"], rows)
-    assert synced == []  # fsync deferred ...
-    lazy.flush()
-    segments = lazy.files()
+    me = threading.get_ident()
+    assert all(t != me for t, _ in synced)  # put_many never waits for a sync
+    lazy.flush()  # ... flush waits until every segment is synced
+    segments = {str(p) for p in lazy.files()}
     assert len(segments) == 2 and len(lazy) == 3
-    assert len(synced) == len(segments) + 1  # ... then each segment and the folder
+    assert segments <= {path for _, path in synced}
+    assert str(lazy._seg_dir) in {path for _, path in synced}
+    assert lazy._syncer is None  # the syncer stopped once nothing was left
     with pytest.raises(ValueError, match="'durability' parameter"):
         DiskCache(tmp_path / "c", durability="never")
 
@@ -243,3 +256,37 @@ def test_keyed_chunks_dedupe_and_hit_across_chunk_boundaries(tmp_path):
     again = ext.transform(X)
     np.testing.assert_array_equal(again, got)
     assert store.misses == misses and store.hits >= len(X)
+
+
+def test_a_forked_child_writes_and_flushes_with_its_own_syncer(tmp_path):
+    """A fork copies the parent's lock as it is: held, if the parent's syncer
+    thread held it at that moment. The child must start anew, not hang."""
+    store = DiskCache(tmp_path)
+    rows = np.ones((1, 4), np.float32)
+    store.put_many(["parent"], rows)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # another thread holds the lock across the fork, as a syncer may
+        with store._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if it wrote and synced
+        code = 1
+        try:
+            signal.alarm(20)  # a deadlock ends the child instead of the test run
+            store.put_many(["child"], rows)
+            store.flush()
+            code = 0 if store.get_many(["child"], width=4)[0] is not None else 2
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    store.flush()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(DiskCache(tmp_path)) == 2
