@@ -114,3 +114,31 @@ def test_regression_is_not_broken_by_the_few_shot_module():
     X = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
     reg = FineTunedRegressor("test-mlp", max_epochs=2, valid_size=None, random_state=0)
     assert reg.fit(X, X[:, 0]).predict(X).shape == (30,)
+
+
+def _running_stats(module):
+    return {
+        n: b.detach().cpu().clone()
+        for n, b in module.named_buffers()
+        if n.endswith(("running_mean", "running_var"))
+    }
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_batchnorm_statistics_stay_pretrained_unless_asked(freeze):
+    """test-cnn has BatchNorm layers: by default tuning keeps their running
+    statistics (few-shot batches make poor ones); freeze_batchnorm=False lets
+    them move, as in plain training mode."""
+    X = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
+    y = ["a", "b"] * 4
+    clf = FewShotClassifier(
+        "test-cnn", random_state=0, lr=1e-3, freeze_batchnorm=freeze
+    ).fit(X, y)
+    before = _running_stats(clf._load_backbone().model)
+    after = {
+        n.removeprefix("sktransfer_inner."): b
+        for n, b in _running_stats(clf.encoder_).items()
+    }
+    assert before and set(before) <= set(after)
+    same = all(torch.equal(before[n], after[n].cpu()) for n in before)
+    assert same == freeze

@@ -66,6 +66,15 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         Text backbones: ``True`` adds each class name through ``template`` as
         a labelled example; a dict maps classes to descriptions.
     template : str, default="This text is about {}."
+    freeze_batchnorm : bool, default=True
+        Keep the backbone's BatchNorm layers in inference mode while it is
+        tuned: their pretrained running statistics normalise every batch and
+        are not updated (their scale and shift still train). Batches of 16
+        pairs drawn from a few samples per class make poor statistics: on
+        scikit-learn's 8x8 digits (EfficientNet-Lite0, 8 per class, 5 seeds)
+        updating them scored 0.785 and freezing them 0.847, against 0.838 for
+        the frozen backbone + LR. Transformers have no BatchNorm, so text
+        backbones are unaffected.
     weights, pooling, device, precision, max_length, trust_remote_code
         As for :class:`~sktransfer.PretrainedFeatureExtractor`.
     random_state : int or None, default=None
@@ -99,6 +108,7 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         "head": [None, HasMethods(["fit", "predict"])],
         "class_texts": [None, "boolean", dict],
         "template": [str],
+        "freeze_batchnorm": ["boolean"],
         "weights": [None, str, os.PathLike],
         "pooling": [StrOptions({"auto", "avg", "max", "cls", "mean"})],
         "device": [None, str, torch.device],
@@ -119,6 +129,7 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         head=None,
         class_texts=None,
         template="This text is about {}.",
+        freeze_batchnorm=True,
         weights=None,
         pooling="auto",
         device="auto",
@@ -135,6 +146,7 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         self.head = head
         self.class_texts = class_texts
         self.template = template
+        self.freeze_batchnorm = freeze_batchnorm
         self.weights = weights
         self.pooling = pooling
         self.device = device
@@ -234,6 +246,10 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
             return
         optimizer = torch.optim.AdamW(params, lr=self.lr)
         encoder.train()
+        if self.freeze_batchnorm:  # pretrained statistics, not a batch's
+            for m in encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         for _ in range(self.epochs):
             order = rng.permutation(len(pairs))
             for lo in range(0, len(order), self.batch_size):
