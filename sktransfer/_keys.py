@@ -112,7 +112,7 @@ def sample_key(prefix: str, value: Any, image_pre=None) -> str | None:
 
 
 # arrays and bytes past this many in all are hashed by several threads
-# (hashlib releases the GIL on large buffers)
+# (blake3 releases the GIL on large buffers)
 PARALLEL_BYTES = 8 << 20
 
 
