@@ -5,11 +5,14 @@
   throughput); EfficientNet-Lite0: 240 arrays at 224x224, ``batch_size=32``.
   Each: one pass without a cache, a first (cold) pass into an empty cache
   directory with ``durability="interval"`` (the default) and with
-  ``durability="batch"``, and a warm pass; 7 rounds (3 for EfficientNet-Lite0),
-  one process. Two ratios to the uncached pass: fastest against fastest
-  (``ratio_to_uncached``), and the median over rounds of each round's own ratio
-  (``median_paired_ratio``: a round's passes run back to back, so they share
-  the machine's noise; this machine's uncached pass alone varies by 20 %).
+  ``durability="batch"``, and a warm pass; 25 rounds (5 for EfficientNet-Lite0),
+  one process, each round's passes in a shuffled order (seeded), so no pass
+  always follows another. Two ratios to the uncached pass: fastest against
+  fastest (``ratio_to_uncached``), and the median over rounds of each round's
+  own ratio (``median_paired_ratio``: a round's passes run back to back, so
+  they share the machine's noise; this machine's uncached pass alone varies by
+  20 %), with a bootstrap 95 % interval of that median
+  (``median_paired_ratio_ci``).
 - SIGKILL: a child process embeds the 2,000 test-cnn arrays into a cache and
   is killed at 35 % of the time an uncached child took (from its first batch);
   the rows then on disk are counted against what the uncached run had
@@ -20,6 +23,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import subprocess
@@ -43,25 +47,38 @@ def passes(backbone, X, batch_size, repeat) -> dict:
     ext.fit(X[:2])
     ext.transform(X[:batch_size])  # load and warm up the network
     times = {"uncached": [], "cold_interval": [], "cold_batch": [], "warm": []}
-    for _ in range(repeat):
+
+    def timed(cache) -> float:
         start = time.perf_counter()
-        ext.set_params(cache=None).transform(X)
-        times["uncached"].append(time.perf_counter() - start)
-        for durability in ("interval", "batch"):
-            folder = Path(tempfile.mkdtemp())
-            store = DiskCache(folder, durability=durability)
-            start = time.perf_counter()
-            ext.set_params(cache=store).transform(X)
-            times[f"cold_{durability}"].append(time.perf_counter() - start)
-            if durability == "interval":
-                start = time.perf_counter()
-                ext.set_params(cache=DiskCache(folder)).transform(X)
-                times["warm"].append(time.perf_counter() - start)
-            shutil.rmtree(folder)
+        ext.set_params(cache=cache).transform(X)
+        return time.perf_counter() - start
+
+    def uncached():
+        times["uncached"].append(timed(None))
+
+    def cold(durability):
+        folder = Path(tempfile.mkdtemp())
+        times[f"cold_{durability}"].append(
+            timed(DiskCache(folder, durability=durability))
+        )
+        if durability == "interval":  # the warm pass reads what it wrote
+            times["warm"].append(timed(DiskCache(folder)))
+        shutil.rmtree(folder)
+
+    order = random.Random(0)
+    for _ in range(repeat):
+        steps = [uncached, lambda: cold("interval"), lambda: cold("batch")]
+        order.shuffle(steps)
+        for step in steps:
+            step()
     best = {k: min(v) for k, v in times.items()}
     # each round's passes run back to back, so a round's ratio shares its noise
-    paired = {
-        k: float(np.median(np.divide(v, times["uncached"]))) for k, v in times.items()
+    ratios = {k: np.divide(v, times["uncached"]) for k, v in times.items()}
+    paired = {k: float(np.median(r)) for k, r in ratios.items()}
+    boot = np.random.default_rng(0).integers(0, repeat, (2000, repeat))
+    interval = {
+        k: [float(q) for q in np.percentile(np.median(r[boot], axis=1), [2.5, 97.5])]
+        for k, r in ratios.items()
     }
     return {
         "n": len(X),
@@ -70,6 +87,7 @@ def passes(backbone, X, batch_size, repeat) -> dict:
         "all_seconds": times,
         "ratio_to_uncached": {k: v / best["uncached"] for k, v in best.items()},
         "median_paired_ratio": paired,
+        "median_paired_ratio_ci": interval,
     }
 
 
@@ -128,8 +146,8 @@ def main():
     small = rng.integers(0, 255, (N_SMALL, 96, 96, 3), dtype=np.uint8)
     lite = rng.integers(0, 255, (N_LITE, 224, 224, 3), dtype=np.uint8)
     rows = {
-        "test-cnn": passes("test-cnn", small, 8, 7),
-        "efficientnet_lite0": passes("efficientnet_lite0", lite, 32, 3),
+        "test-cnn": passes("test-cnn", small, 8, 25),
+        "efficientnet_lite0": passes("efficientnet_lite0", lite, 32, 5),
     }
     kills = [sigkill(N_SMALL) for _ in range(3)]
     shares = [k["kept_share_of_that"] for k in kills]

@@ -349,6 +349,20 @@ def rows():
                     )
                 )
     fd = _load("finetune_defaults")
+
+    def _own_seeds(row: dict, result: dict) -> str:
+        """'(5 seeds, +- 0.008; Intel Xeon, 2026-12-03)' for a row run apart
+        from the others."""
+        if (
+            len(row.get("seeds", result.get("seeds", [0])))
+            == len(result.get("seeds", [0]))
+            and row.get("machine", result["machine"]) == result["machine"]
+        ):
+            return ""
+        std = float(np.std(row["accuracies"]))
+        where = row.get("machine", result["machine"])["cpu"]
+        return f" ({len(row['seeds'])} seeds, +- {std:.3f}; {where}, {row.get('date', '')})"
+
     if fd:
         r = fd["rows"]
         seeds = len(fd.get("seeds", [0]))
@@ -364,9 +378,9 @@ def rows():
         out.append(
             (
                 "Fine-tuning defaults, WordNet nouns 26-way (MiniLM, full, 3 "
-                f"epochs): test accuracy, mean of {seeds} seed(s)",
+                f"epochs): test accuracy, mean of {seeds} seed(s) unless said",
                 "; ".join(
-                    f"{label} {r[k]['accuracy']:.3f}"
+                    f"{label} {r[k]['accuracy']:.3f}{_own_seeds(r[k], fd)}"
                     for k, label in names.items()
                     if k in r
                 ),
@@ -402,6 +416,9 @@ def rows():
                 if paired
                 else ""
             )
+            ci = (r.get("median_paired_ratio_ci") or {}).get("cold_interval")
+            if ci:
+                also += f" (95 % CI {ci[0]:.2f}-{ci[1]:.2f})"
             out.append(
                 (
                     f"Disk cache first pass / no cache, {name}, {r['n']} arrays, "

@@ -1,25 +1,28 @@
 """The on-disk embedding store: crash-safe, self-healing, shared by processes.
 
-Rows are written a batch at a time: each ``put_many`` writes one immutable
-*segment* file (its keys, a float32 matrix and a CRC-32 of the matrix) under
-``seg/``, by a temporary name and an atomic rename. It needs nothing but
+Rows are written in groups of batches: a background writer thread turns the
+rows that ``put_many`` buffered into one immutable *segment* file (its keys, a
+float32 matrix and a CRC-32 of the matrix) under ``seg/``, by a temporary
+name and an atomic rename. It needs nothing but
 atomic renames, so it works on network file systems shared by several
 machines, and costs one file per batch instead of one file (and one ``fsync``)
 per row, which made the first pass several times slower than no cache.
 
 - **Atomic writes; durability by interval.** A reader sees a whole segment or
-  none. A killed process (Ctrl-C, SIGKILL, OOM) loses at most the batch being
-  written and the batches of the last 25 ms (batches that come faster than
-  that are grouped into one segment): renamed files are in the kernel's page
-  cache whatever happens to the process. Against a machine crash (power,
-  kernel), segments are ``fsync``-ed by a background thread as they are
-  written (those written while it syncs go in its next group), and
-  ``flush`` (called when an embedding call ends) waits until all are synced,
-  as Redis's ``appendfsync everysec`` and SQLite's WAL at
-  ``synchronous=NORMAL`` take the sync off the writer's path for a bounded
-  window; the embedding thread never waits for the disk until ``flush``.
-  ``durability="batch"`` syncs every segment before ``put_many`` returns
-  (the old per-batch guarantee, slower).
+  none. ``put_many`` only buffers; the writer thread writes what is buffered
+  once ``WRITE_SECONDS`` (25 ms) have passed since its last segment, so a
+  killed process (Ctrl-C, SIGKILL, OOM) loses at most the batches of the last
+  25 ms or so (and the one being written): renamed files are in the kernel's
+  page cache whatever happens to the process. Against a machine crash (power,
+  kernel), the same thread ``fsync``-s the segments it wrote, in rounds at
+  most every ``SYNC_SECONDS`` (0.1 s), and ``flush`` (called when an
+  embedding call ends) writes the rest and waits until all are synced, as
+  Redis's ``appendfsync everysec`` and SQLite's WAL at ``synchronous=NORMAL``
+  take the sync off the writer's path for a bounded window; the embedding
+  thread never touches the disk until ``flush`` (each file call there gave
+  the interpreter lock away to the image-preparing threads, measured dearer
+  than the write itself). ``durability="batch"`` writes and syncs every batch
+  before ``put_many`` returns (the old per-batch guarantee, slower).
 - **Checked reads.** A segment is served only if its header parses, its size
   matches, its width is the expected one and its CRC-32 matches; anything else
   (truncated, empty, a foreign or half-synced file) is deleted, its rows
@@ -42,6 +45,7 @@ per row, which made the first pass several times slower than no cache.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -51,6 +55,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 import zlib
 from pathlib import Path
 
@@ -67,6 +72,21 @@ MAGIC = b"SKTSEG1\n"
 SEGMENTS = "seg"
 WRITE_SECONDS = 0.025  # faster batches are grouped into one segment
 WRITE_ROWS = 4096  # ... of at most this many rows
+SYNC_SECONDS = 0.1  # the writer fsyncs what it wrote at most this often
+SYNCER_IDLE_SECONDS = 2.0  # the writer thread waits this long for more work
+
+
+# handles whose writer thread ran: their buffered rows are written at exit
+# (a daemon thread does not outlive the interpreter, and its reference to the
+# handle keeps __del__ from running first); entries go with their handles
+_WRITING: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for store in list(_WRITING):
+        with contextlib.suppress(Exception):
+            store.flush()
 
 
 class DiskCache(Store):
@@ -81,15 +101,16 @@ class DiskCache(Store):
         Past this much disk space (allocated blocks, not file sizes), the least
         recently written segments are removed.
     durability : {"interval", "batch"}, default="interval"
-        When written batches are ``fsync``-ed. Both survive the process being
-        killed at any point with every finished batch. ``"interval"``: by a
-        background thread as they are written (in groups: what was written
-        while it synced the last group), and all of them before an embedding
-        call returns, so a machine crash loses at most the segments the thread
-        had not reached (a damaged segment is detected and recomputed); the
-        embedding never waits for the disk until the call ends.
-        ``"batch"``: before each batch's write returns (one ``fsync`` per
-        batch; on a fast network this can dominate the run).
+        When batches are written and ``fsync``-ed. ``"interval"``: by a
+        background thread, the batches of every 25 ms as one segment, synced
+        in rounds at most every 0.1 s, and all of them before an embedding
+        call returns; a killed process keeps every batch but those of its
+        last 25 ms or so, a machine crash loses at most the segments not yet
+        synced (a damaged segment is detected and recomputed); the embedding
+        never waits for the disk until the call ends. ``"batch"``: each batch
+        written and synced before ``put_many`` returns (a killed process or
+        crashed machine keeps every finished batch; one ``fsync`` per batch,
+        which on a fast network can dominate the run).
 
     Attributes
     ----------
@@ -135,11 +156,17 @@ class DiskCache(Store):
         self._segments: dict[str, list[str]] = {}  # segment -> its keys
         self._legacy = False  # one-file-per-row rows are present
         self._pending: list[int] = []  # written, not yet fsync-ed
-        self._synced = threading.Condition(self._lock)  # the syncer went idle
-        self._syncer: threading.Thread | None = None  # fsyncs _pending
+        self._idle = threading.Condition(self._lock)  # the writer went idle
+        self._work = threading.Condition(self._lock)  # rows are due
+        self._write_lock = threading.Lock()  # one segment written at a time
+        self._writer: threading.Thread | None = None  # writes and fsyncs
+        self._busy = False  # the writer is writing or syncing a group
+        self._due = False  # buffered rows wait for the writer
+        self._failure: str | None = None  # a failed write, not yet warned
         self._pid = os.getpid()
         self._buffer: dict[str, np.ndarray] = {}  # put, not yet written
         self._last_write = 0.0
+        self._last_sync = 0.0  # when the writer last fsync-ed
         self._register()
 
     def _settings(self) -> dict:
@@ -162,8 +189,8 @@ class DiskCache(Store):
         return self.directory / SEGMENTS
 
     def _own_process(self) -> None:
-        """After a fork, the parent's lock (which its syncer thread may have
-        held), syncer and unsynced files are not this process's: start anew
+        """After a fork, the parent's lock (which its writer thread may have
+        held), writer and unsynced files are not this process's: start anew
         (the parent syncs its own files)."""
         if self._pid == os.getpid():
             return
@@ -172,8 +199,10 @@ class DiskCache(Store):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._lock = threading.RLock()
-        self._synced = threading.Condition(self._lock)
-        self._syncer, self._pending = None, []
+        self._idle = threading.Condition(self._lock)
+        self._work = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._writer, self._pending, self._busy = None, [], False
 
     def _open(self) -> None:
         self._own_process()
@@ -235,14 +264,17 @@ class DiskCache(Store):
 
     def _warn(self, why: str) -> None:
         if self._writable:
-            warnings.warn(
-                f"the embedding cache at {self.directory} is not written: {why}. "
-                "Embeddings are still computed and returned; pass another "
-                "directory (or cache=None) to silence this.",
-                CacheWarning,
-                stacklevel=4,
-            )
+            self._emit(why)
         self._writable = False
+
+    def _emit(self, why: str) -> None:
+        warnings.warn(
+            f"the embedding cache at {self.directory} is not written: {why}. "
+            "Embeddings are still computed and returned; pass another "
+            "directory (or cache=None) to silence this.",
+            CacheWarning,
+            stacklevel=5,
+        )
 
     def _path(self, key: str) -> Path:
         """Where the one-file-per-row layout kept ``key``'s row."""
@@ -254,7 +286,7 @@ class DiskCache(Store):
     ) -> list[np.ndarray | None]:
         """The stored row of each key; bad entries are deleted (and counted)."""
         self._open()
-        if self._buffer:
+        if self._buffer or self._busy:  # rows put: indexed before lookups
             self._write_buffer()
         with self._lock:
             if any(k is not None and k not in self._index for k in keys):
@@ -322,12 +354,16 @@ class DiskCache(Store):
         """Store the rows of one batch.
 
         With ``durability="batch"`` they are one segment, synced, when this
-        returns. Otherwise batches that come faster than one per
-        ``WRITE_SECONDS`` are grouped into one segment (written as soon as that
-        much time has passed since the last write, and by :meth:`flush`), so
-        a tiny network's many small batches do not cost one file each.
+        returns. Otherwise the rows are buffered and the background writer
+        thread writes what is buffered as one segment once ``WRITE_SECONDS``
+        have passed since its last write (or ``WRITE_ROWS`` rows wait), then
+        syncs it; :meth:`flush` writes the rest. The caller never touches the
+        disk: on a busy CPU each file call of the embedding thread gave the
+        interpreter lock away to the image-preparing threads, and waiting to
+        get it back cost more than the write.
         """
         self._open()
+        self._report()
         if not self._writable:
             return
         rows = np.asarray(rows, dtype=np.float32)
@@ -337,76 +373,148 @@ class DiskCache(Store):
             for k, row in zip(keys, rows, strict=True):
                 if k is not None and k not in self._buffer:
                     self._buffer[k] = row
-            due = (
-                self.durability == "batch"
-                or len(self._buffer) >= WRITE_ROWS
+            if self.durability != "batch" and (
+                len(self._buffer) >= WRITE_ROWS
                 or time.monotonic() - self._last_write >= WRITE_SECONDS
-            )
-        if due:
-            self._write_buffer()
+            ):
+                self._last_write = time.monotonic()  # one wake-up per interval
+                self._due = True
+                self._wake_writer()
         if self.durability == "batch":
             self.flush()
 
     def _write_buffer(self) -> None:
-        """Write the buffered rows as one segment."""
-        with self._lock:
-            buffered, self._buffer = self._buffer, {}
-            self._last_write = time.monotonic()
-            if not buffered or not self._writable:
-                return
+        """Write the buffered rows as one segment (in the calling thread; one
+        writer at a time, so a row is never in neither the buffer nor the
+        index while a lookup waits for it)."""
+        with self._write_lock:
+            with self._lock:
+                buffered, self._buffer = self._buffer, {}
+                self._last_write = time.monotonic()
+                if not buffered or not self._writable:
+                    return
             names = list(buffered)
             matrix = np.stack([buffered[k] for k in names]).reshape(len(names), -1)
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.seg"
             try:
                 fd, written = _write_segment(self._seg_dir / name, names, matrix)
             except OSError as exc:
-                self._warn(str(exc))
+                self._fail(str(exc))
                 return
-            self._segments[name] = names
-            for row, key in enumerate(names):
-                self._index[key] = (name, row)
-            self._pending.append(fd)
-            if self.durability != "batch" and not _alive(self._syncer):
-                self._syncer = threading.Thread(
-                    target=self._sync_in_background,
-                    name="sktransfer-cache-sync",
-                    daemon=True,
-                )
-                self._syncer.start()
-            if self._used is not None:
-                self._used += written
-        if self._used is None or self._used > self.max_bytes:
+            with self._lock:
+                self._segments[name] = names
+                for row, key in enumerate(names):
+                    self._index[key] = (name, row)
+                self._pending.append(fd)
+                if self._used is not None:
+                    self._used += written
+                prune = self._used is None or self._used > self.max_bytes
+        if prune:
             self.prune()
 
     def flush(self) -> None:
         """Write the buffered rows, then ``fsync`` every segment written so far
         (and their directory): the ones left here, and whatever the background
-        syncer is doing (waited for). Called by the extractor when an
+        writer is doing (waited for). Called by the extractor when an
         embedding call ends."""
         self._own_process()
         self._write_buffer()
         with self._lock:
             pending, self._pending = self._pending, []
         _sync(pending, self._seg_dir)
-        with self._synced:
-            while _alive(self._syncer):
-                self._synced.wait(0.05)
+        with self._idle:
+            while self._busy and _alive(self._writer):
+                self._idle.wait(0.05)
+        self._report()
 
-    def _sync_in_background(self) -> None:
-        """The syncer thread: sync what is pending, group by group, until
-        nothing is; it stops then (the next segment starts another)."""
+    def _wake_writer(self) -> None:
+        """Tell the writer thread rows are due; start it if none runs (the
+        caller holds the lock). One thread serves a whole run: starting a
+        thread per segment cost about a millisecond each on a busy CPU."""
+        self._work.notify()
+        _WRITING.add(self)
+        if not _alive(self._writer):
+            self._writer = threading.Thread(
+                target=self._write_in_background,
+                name="sktransfer-cache-writer",
+                daemon=True,
+            )
+            self._writer.start()
+
+    def _write_in_background(self) -> None:
+        """The writer thread: write the due rows as a segment, sync what is
+        pending (what was written since its last sync), again; it stops once
+        nothing came for ``SYNCER_IDLE_SECONDS`` (the next batch starts
+        another)."""
+        me = threading.current_thread()
         while True:
             with self._lock:
-                pending, self._pending = self._pending, []
-                if not pending:
-                    self._syncer = None
-                    self._synced.notify_all()
+                write = self._next_work(me)
+                if write is None:
                     return
-            _sync(pending, self._seg_dir)
+                self._due, self._busy = False, True
+            try:
+                if write:
+                    self._write_buffer()
+                with self._lock:
+                    pending = []
+                    if time.monotonic() - self._last_sync >= SYNC_SECONDS:
+                        pending, self._pending = self._pending, []
+                        self._last_sync = time.monotonic()
+                _sync(pending, self._seg_dir)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._idle.notify_all()
+
+    def _next_work(self, me) -> bool | None:
+        """Wait (holding the lock) until rows are due (True) or written
+        segments are due a sync (False); None: stop (idle, or replaced by a
+        fork's child). Syncing at most every ``SYNC_SECONDS`` groups the
+        segments of many batches into one ``fsync`` round (each round also
+        makes the file system commit its journal, work the cores share)."""
+        idle_until = time.monotonic() + SYNCER_IDLE_SECONDS
+        while self._writer is me:
+            now = time.monotonic()
+            if self._due:
+                return True
+            if self._pending:
+                wait = self._last_sync + SYNC_SECONDS - now
+                if wait <= 0:
+                    return False
+            elif now >= idle_until:
+                self._writer = None
+                return None
+            else:
+                wait = idle_until - now
+            self._work.wait(wait)
+        return None
+
+    def _fail(self, why: str) -> None:
+        """A write failed (in whichever thread): stop writing, and warn in the
+        caller's thread at its next call (a warning raised in the writer
+        thread would reach neither ``warnings.catch_warnings`` nor the log of
+        the call it belongs to)."""
+        with self._lock:
+            if self._writable and self._failure is None:
+                self._failure = why
+            self._writable = False
+
+    def _report(self) -> None:
+        with self._lock:
+            why, self._failure = self._failure, None
+        if why is not None:
+            self._emit(why)
 
     # ------------------------------------------------------------ size
     def files(self) -> list[Path]:
-        """The segment files (and old one-row files) now on disk."""
+        """The segment files (and old one-row files) now on disk, the rows
+        this handle buffered written first."""
+        self._open()
+        self._write_buffer()
+        return self._files()
+
+    def _files(self) -> list[Path]:
         return list(self._seg_dir.glob("*.seg")) + list(
             self.directory.glob("[0-9a-f][0-9a-f]/*.npy")
         )
@@ -419,7 +527,7 @@ class DiskCache(Store):
     def prune(self) -> None:
         """Rescan; remove the oldest files until the total fits in
         ``max_bytes`` (then to 90 % of it, so the next writes do not rescan)."""
-        entries = [e for e in map(_disk_size, self.files()) if e[0] is not None]
+        entries = [e for e in map(_disk_size, self._files()) if e[0] is not None]
         total = sum(size for _, size, _ in entries)
         if total > self.max_bytes:
             target = int(self.max_bytes * 0.9)
@@ -436,7 +544,7 @@ class DiskCache(Store):
     def clear(self) -> None:
         """Delete every row file."""
         self.flush()
-        for p in self.files():
+        for p in self._files():
             p.unlink(missing_ok=True)
         with self._lock:
             self._index.clear()
@@ -470,16 +578,17 @@ def _write_segment(path: Path, keys: list[str], matrix: np.ndarray) -> tuple[int
         dir=path.parent, prefix=f"seg.{HOST}.{os.getpid()}.", suffix=".tmp"
     )
     try:
-        os.write(fd, MAGIC + struct.pack("<I", len(header)) + header)
-        view = memoryview(data)
-        while view:
+        view = memoryview(MAGIC + struct.pack("<I", len(header)) + header + data)
+        while view:  # one write call, unless the kernel takes less
             view = view[os.write(fd, view) :]
         os.replace(tmp, path)  # atomic: readers see all or nothing
+        st = os.fstat(fd)
     except BaseException:
         os.close(fd)
         Path(tmp).unlink(missing_ok=True)
         raise
-    return fd, _disk_size(path)[1]
+    blocks = getattr(st, "st_blocks", None)
+    return fd, (blocks * 512 if blocks else st.st_size)
 
 
 def _header(fh) -> dict | None:

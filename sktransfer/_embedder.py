@@ -11,6 +11,7 @@ finished work as it finishes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,7 @@ class Embedder:
         self.max_length = max_length
         self.normalize = normalize
         self.verbose = verbose
+        self._pool: ThreadPoolExecutor | None = None  # see workers()
 
     # ------------------------------------------------------------ public
     def progress(self, total: int):
@@ -91,6 +93,21 @@ class Embedder:
             unit="text" if self.loaded.spec.modality == "text" else "sample",
             desc=f"embedding with {self.loaded.spec.name}",
         )
+
+    @contextlib.contextmanager
+    def workers(self):
+        """One pool of image-preparing threads for every :meth:`embed` call
+        inside the ``with`` block (an input embedded chunk by chunk starts its
+        threads once, not once a chunk)."""
+        if self.num_workers <= 0 or self._pool is not None:
+            yield
+            return
+        with ThreadPoolExecutor(self.num_workers) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
 
     def embed(
         self,
@@ -210,7 +227,10 @@ class Embedder:
         if self.num_workers <= 0:
             yield from map(prepare, chunks)
             return
-        with ThreadPoolExecutor(self.num_workers) as pool:
+        with contextlib.ExitStack() as stack:
+            pool = self._pool or stack.enter_context(
+                ThreadPoolExecutor(self.num_workers)
+            )
             pending: deque = deque()
             ahead = 2 * self.num_workers
             it = iter(chunks)

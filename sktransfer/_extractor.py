@@ -399,26 +399,27 @@ class PretrainedFeatureExtractor(
 
         bar = None  # opened by the first chunk with rows to embed, as before
         try:
-            for lo, chunk_keys in self._keyed_chunks(loaded, samples, store):
-                keys.update(enumerate(chunk_keys, lo))
-                todo = self._misses(store, chunk_keys, lo, width, out, seen)
-                for i, j in todo.items():
-                    if j is not None:
-                        copy_of[i] = j
-                todo = [i for i, j in todo.items() if j is None]
-                if not todo:
-                    continue
-                if bar is None:
-                    bar = embedder.progress(len(todo))
-                else:
-                    bar.total += len(todo)
-                feats, errs = embedder.embed(
-                    samples, todo, self.on_error, persist, bar=bar
-                )
-                out[todo] = fill if feats is None else feats
-                for p in errs:
-                    out[p] = fill
-                errors.update(errs)
+            with embedder.workers():  # one pool of threads for every chunk
+                for lo, chunk_keys in self._keyed_chunks(loaded, samples, store):
+                    keys.update(enumerate(chunk_keys, lo))
+                    todo = self._misses(store, chunk_keys, lo, width, out, seen)
+                    for i, j in todo.items():
+                        if j is not None:
+                            copy_of[i] = j
+                    todo = [i for i, j in todo.items() if j is None]
+                    if not todo:
+                        continue
+                    if bar is None:
+                        bar = embedder.progress(len(todo))
+                    else:
+                        bar.total += len(todo)
+                    feats, errs = embedder.embed(
+                        samples, todo, self.on_error, persist, bar=bar
+                    )
+                    out[todo] = fill if feats is None else feats
+                    for p in errs:
+                        out[p] = fill
+                    errors.update(errs)
         finally:
             if bar is not None:
                 bar.close()

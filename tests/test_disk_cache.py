@@ -103,6 +103,15 @@ def test_durability_batch_syncs_every_batch_and_interval_in_background(
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
+    written = []  # the thread of each segment write
+    real_write = disk_cache._write_segment
+
+    def write_spy(*args):
+        written.append(threading.get_ident())
+        return real_write(*args)
+
+    monkeypatch.setattr(disk_cache, "_write_segment", write_spy)
+    monkeypatch.setattr(disk_cache, "SYNCER_IDLE_SECONDS", 1.0)
     rows = np.ones((1, 4), np.float32)
     strict = DiskCache(tmp_path / "a", durability="batch")
     for i in range(3):
@@ -110,24 +119,78 @@ def test_durability_batch_syncs_every_batch_and_interval_in_background(
         assert len(synced) == 2 * (i + 1)  # the segment and its folder, at once
     synced.clear()
     lazy = DiskCache(tmp_path / "b")
-    for i in range(3):  # fast batches: the first written, the others grouped
+    written.clear()
+    for i in range(3):  # fast batches: grouped into one or two segments
         lazy.put_many([f"b{i}"], rows)
     me = threading.get_ident()
     assert all(t != me for t, _ in synced)  # put_many never waits for a sync
+    assert all(t != me for t in written)  # ... nor for a write
     lazy.flush()  # ... flush waits until every segment is synced
     segments = {str(p) for p in lazy.files()}
-    assert len(segments) == 2 and len(lazy) == 3
+    assert 1 <= len(segments) <= 2 and len(lazy) == 3
     assert segments <= {path for _, path in synced}
     assert str(lazy._seg_dir) in {path for _, path in synced}
-    assert lazy._syncer is None  # the syncer stopped once nothing was left
+    assert not lazy._busy and not lazy._pending  # nothing left to sync
+    writer = lazy._writer  # idle, waiting for the next segment
+    lazy.put_many(["b3"], rows)
+    lazy.flush()
+    assert lazy._writer is writer  # one thread serves the whole run
+    writer.join(timeout=10)  # ... and stops once idle for SYNCER_IDLE_SECONDS
+    assert not writer.is_alive() and lazy._writer is None
+    assert {str(p) for p in lazy.files()} <= {path for _, path in synced}
     with pytest.raises(ValueError, match="'durability' parameter"):
         DiskCache(tmp_path / "c", durability="never")
+
+
+def test_the_writer_syncs_in_rounds_and_flush_syncs_the_rest(tmp_path, monkeypatch):
+    """Segments written within SYNC_SECONDS of a sync round wait for the next
+    round (one fsync round for many batches), and flush syncs them all."""
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(str(tmp_path)) and path.endswith(".seg"):
+            synced.append(path)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(disk_cache, "SYNC_SECONDS", 60.0)
+    store = DiskCache(tmp_path)
+    rows = np.ones((1, 4), np.float32)
+    for i in range(4):  # batches further apart than WRITE_SECONDS: 4 segments
+        store.put_many([f"k{i}"], rows)
+        deadline = time.monotonic() + 5
+        while len(store._files()) <= i and time.monotonic() < deadline:
+            time.sleep(0.01)  # the writer writes it soon after
+        time.sleep(disk_cache.WRITE_SECONDS)
+    assert len(store._files()) == 4
+    assert len(synced) <= 1  # the first round only: the others wait
+    store.flush()
+    assert set(synced) == {str(p) for p in store.files()}
+
+
+def test_rows_put_just_before_exit_are_written(tmp_path):
+    """The second row is buffered (within WRITE_SECONDS of the first) when the
+    script ends without flush(): the exit hook writes it."""
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from sktransfer import DiskCache
+        store = DiskCache({str(tmp_path)!r})
+        store.put_many(["a"], np.ones((1, 4), np.float32))
+        store.put_many(["b"], np.ones((1, 4), np.float32))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(DiskCache(tmp_path)) == 2
 
 
 def test_segments_of_other_processes_are_found(tmp_path):
     a, b = DiskCache(tmp_path), DiskCache(tmp_path)  # two handles, as two processes
     assert a.get_many(["k1"]) == [None]
     b.put_many(["k1", "k2"], np.ones((2, 3), np.float32))
+    b.flush()  # as the end of b's embedding call does
     assert all(r is not None for r in a.get_many(["k1", "k2"], width=3))
 
 
@@ -179,8 +242,8 @@ def test_size_counts_disk_blocks_and_pruning_does_not_rescan_every_write(
 ):
     store = DiskCache(tmp_path, max_bytes=1 << 30, durability="batch")  # a file each
     scans = []
-    real = DiskCache.files
-    monkeypatch.setattr(DiskCache, "files", lambda self: scans.append(1) or real(self))
+    real = DiskCache._files  # the listing that pruning rescans with
+    monkeypatch.setattr(DiskCache, "_files", lambda self: scans.append(1) or real(self))
     rows = np.ones((1, 8), np.float32)
     for i in range(20):
         store.put_many([f"{i:04d}" + "k" * 30], rows)
@@ -258,15 +321,15 @@ def test_keyed_chunks_dedupe_and_hit_across_chunk_boundaries(tmp_path):
     assert store.misses == misses and store.hits >= len(X)
 
 
-def test_a_forked_child_writes_and_flushes_with_its_own_syncer(tmp_path):
-    """A fork copies the parent's lock as it is: held, if the parent's syncer
+def test_a_forked_child_writes_and_flushes_with_its_own_writer(tmp_path):
+    """A fork copies the parent's lock as it is: held, if the parent's writer
     thread held it at that moment. The child must start anew, not hang."""
     store = DiskCache(tmp_path)
     rows = np.ones((1, 4), np.float32)
     store.put_many(["parent"], rows)
     held, release = threading.Event(), threading.Event()
 
-    def hold():  # another thread holds the lock across the fork, as a syncer may
+    def hold():  # another thread holds the lock across the fork, as a writer may
         with store._lock:
             held.set()
             release.wait()

@@ -144,8 +144,12 @@ def test_settings_prefix_separates_keys():
 
 def test_keys_ahead_matches_sample_keys_in_order():
     values = [np.full((4, 4), i, np.uint8) for i in range(11)]
-    chunks = list(keys_ahead("p", values, first=3, size=4))
+    chunks = list(keys_ahead("p", values, first=3, growth=2, largest=4))
     assert [(lo, hi) for lo, hi, _ in chunks] == [(0, 3), (3, 7), (7, 11)]
+    assert [k for *_, keys in chunks for k in keys] == sample_keys("p", values)
+    matrix = np.stack(values)  # an ndarray input: its rows keyed alike
+    chunks = list(keys_ahead("p", matrix, first=2, growth=3))
+    assert [(lo, hi) for lo, hi, _ in chunks] == [(0, 2), (2, 8), (8, 11)]
     assert [k for *_, keys in chunks for k in keys] == sample_keys("p", values)
     assert list(keys_ahead("p", [])) == []
 
@@ -177,3 +181,20 @@ def test_batched_keys_equal_one_by_one_keys(values):
     """sample_keys' shared hasher per (dtype, shape) gives exactly sample_key's
     keys, whatever mix of arrays, texts and bytes comes in."""
     assert sample_keys("p", values) == [sample_key("p", v) for v in values]
+
+
+@FAST
+@given(
+    arrays(
+        st.sampled_from([np.uint8, np.float16, np.float32, np.int64, np.bool_]),
+        array_shapes(min_dims=2, max_dims=4, min_side=0, max_side=4),
+    )
+)
+def test_rows_of_an_array_are_keyed_as_one_by_one(matrix):
+    """An ndarray input's rows, hashed from slices of one byte view, get
+    exactly the keys sample_key gives each row (what earlier folders hold)."""
+    expected = [sample_key("p", row) for row in matrix]
+    assert sample_keys("p", matrix) == expected
+    assert [
+        k for *_, ks in keys_ahead("p", matrix, first=1, growth=2) for k in ks
+    ] == expected
