@@ -26,7 +26,9 @@ on this machine; nothing is chosen on the test texts.
 seed, about 12 minutes per task); ``--full`` runs the issue's protocol (N = 8
 and 64, 5 seeds): at N = 64 SetFit's default sampling draws about 8,200 pairs
 per run on Rotten Tomatoes (512 steps), hours on 2 CPU cores; ``--n8-only``
-runs N = 8 alone. Results of tasks not run are kept from the JSON on disk.
+runs N = 8 alone, ``--n64-only [--seeds K]`` N = 64 alone (K seeds, default
+5; text tasks). Results of tasks (and N) not run are kept from the JSON on
+disk.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ elif QUICK:
     PLAN = {8: 1}
 elif "--n8-only" in sys.argv:
     PLAN = {8: 5}
+elif "--n64-only" in sys.argv:  # --n64-only [--seeds K]: N = 64 alone, K seeds
+    PLAN = {64: int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 5}
 else:
     PLAN = {8: 5, 64: 1}
 N_TEST = 200 if QUICK else 1000
@@ -124,7 +128,7 @@ def run_task(name) -> dict:
     text = names is not None
     backbone = BACKBONES.get(name, "all-MiniLM-L6-v2")
     classes = sorted(names) if text else np.unique(labels).tolist()
-    plan = PLAN if text else {8: PLAN[8]}
+    plan = PLAN if text else {n: k for n, k in PLAN.items() if n == 8}
     n_test = N_TESTS.get(name, N_TEST)
     rng = np.random.default_rng(0)
     test = rng.permutation(len(samples))[:n_test]
