@@ -303,9 +303,9 @@ def test_sigkill_part_way_then_resume(tmp_path, folder, count_embeds):
 
 
 def test_keyed_chunks_dedupe_and_hit_across_chunk_boundaries(tmp_path):
-    # keys are computed chunk by chunk (the first 256 rows, then 1,024 at a
-    # time, ahead in a thread): a row repeated in a later chunk is embedded
-    # once, and a second pass is served entirely from the cache
+    # keys are computed chunk by chunk (the first 256 rows, then chunks 8
+    # times the last, ahead in a thread): a row repeated in a later chunk is
+    # embedded once, and a second pass is served entirely from the cache
     rng = np.random.default_rng(0)
     X = list(rng.integers(0, 255, (300, 8, 8, 3), dtype=np.uint8))
     X += [X[3].copy(), X[299].copy()]  # repeats of the first and second chunk
