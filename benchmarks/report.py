@@ -363,6 +363,17 @@ def rows():
         where = row.get("machine", result["machine"])["cpu"]
         return f" ({len(row['seeds'])} seeds, +- {std:.3f}; {where}, {row.get('date', '')})"
 
+    def _cv_run(row: dict, cv: dict) -> str:
+        """' (3 seeds x 3 folds, +- 0.012)', and the machine where it differs."""
+        seeds = row.get("seeds", [0])
+        parts = []
+        if len(seeds) > 1:
+            parts.append(f"{len(seeds)} seeds x 3 folds, +- {row['std']:.3f}")
+        where = row.get("machine", cv["machine"])
+        if where != cv["machine"]:
+            parts.append(f"{where['cpu']}, {row.get('date', '')}")
+        return f" ({'; '.join(parts)})" if parts else ""
+
     if fd:
         r = fd["rows"]
         seeds = len(fd.get("seeds", [0]))
@@ -395,7 +406,7 @@ def rows():
                     "Fine-tuning defaults, same cells, 3-fold CV on the 3,000 "
                     "training definitions (what the default was chosen on)",
                     "; ".join(
-                        f"{label} {cv['rows'][k]['mean']:.3f}"
+                        f"{label} {cv['rows'][k]['mean']:.3f}{_cv_run(cv['rows'][k], cv)}"
                         for k, label in names.items()
                         if k in cv["rows"]
                     ),
