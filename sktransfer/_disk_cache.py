@@ -73,7 +73,7 @@ SEGMENTS = "seg"
 WRITE_SECONDS = 0.025  # faster batches are grouped into one segment
 WRITE_ROWS = 4096  # ... of at most this many rows
 SYNC_SECONDS = 0.1  # the writer fsyncs what it wrote at most this often
-SYNCER_IDLE_SECONDS = 2.0  # the writer thread waits this long for more work
+WRITER_IDLE_SECONDS = 2.0  # the writer thread waits this long for more work
 
 
 # handles whose writer thread ran: their buffered rows are written at exit
@@ -432,8 +432,8 @@ class DiskCache(Store):
         caller holds the lock). One thread serves a whole run: starting a
         thread per segment cost about a millisecond each on a busy CPU."""
         self._work.notify()
-        _WRITING.add(self)
         if not _alive(self._writer):
+            _WRITING.add(self)
             self._writer = threading.Thread(
                 target=self._write_in_background,
                 name="sktransfer-cache-writer",
@@ -444,7 +444,7 @@ class DiskCache(Store):
     def _write_in_background(self) -> None:
         """The writer thread: write the due rows as a segment, sync what is
         pending (what was written since its last sync), again; it stops once
-        nothing came for ``SYNCER_IDLE_SECONDS`` (the next batch starts
+        nothing came for ``WRITER_IDLE_SECONDS`` (the next batch starts
         another)."""
         me = threading.current_thread()
         while True:
@@ -473,7 +473,7 @@ class DiskCache(Store):
         fork's child). Syncing at most every ``SYNC_SECONDS`` groups the
         segments of many batches into one ``fsync`` round (each round also
         makes the file system commit its journal, work the cores share)."""
-        idle_until = time.monotonic() + SYNCER_IDLE_SECONDS
+        idle_until = time.monotonic() + WRITER_IDLE_SECONDS
         while self._writer is me:
             now = time.monotonic()
             if self._due:
@@ -587,8 +587,7 @@ def _write_segment(path: Path, keys: list[str], matrix: np.ndarray) -> tuple[int
         os.close(fd)
         Path(tmp).unlink(missing_ok=True)
         raise
-    blocks = getattr(st, "st_blocks", None)
-    return fd, (blocks * 512 if blocks else st.st_size)
+    return fd, _allocated(st)
 
 
 def _header(fh) -> dict | None:
@@ -674,5 +673,10 @@ def _disk_size(p: Path) -> tuple[int | None, int, Path]:
         st = p.stat()
     except FileNotFoundError:
         return None, 0, p
+    return st.st_mtime_ns, _allocated(st), p
+
+
+def _allocated(st: os.stat_result) -> int:
+    """Disk space a file takes: its allocated blocks where the system says."""
     blocks = getattr(st, "st_blocks", None)
-    return st.st_mtime_ns, (blocks * 512 if blocks else st.st_size), p
+    return blocks * 512 if blocks else st.st_size

@@ -177,7 +177,7 @@ def sample_keys(prefix: str, values, image_pre=None) -> list[str | None]:
     True
     """
     if _is_numeric_matrix(values) and values.nbytes < PARALLEL_BYTES:
-        return _row_keys(prefix, values)
+        return _keys_of(prefix, values)
     values = list(values)
     size = sum(
         v.nbytes if isinstance(v, np.ndarray) else len(v)
@@ -248,10 +248,7 @@ def keys_ahead(
     from concurrent.futures import ThreadPoolExecutor
 
     def key(bound):  # one thread: it already runs beside the network
-        part = values[bound[0] : bound[1]]
-        return _keys_of(
-            prefix, part if _is_numeric_matrix(part) else list(part), image_pre
-        )
+        return _keys_of(prefix, values[bound[0] : bound[1]], image_pre)
 
     with ThreadPoolExecutor(1, thread_name_prefix="sktransfer-keys") as pool:
         ahead = pool.submit(key, bounds[0])

@@ -111,7 +111,7 @@ def test_durability_batch_syncs_every_batch_and_interval_in_background(
         return real_write(*args)
 
     monkeypatch.setattr(disk_cache, "_write_segment", write_spy)
-    monkeypatch.setattr(disk_cache, "SYNCER_IDLE_SECONDS", 1.0)
+    monkeypatch.setattr(disk_cache, "WRITER_IDLE_SECONDS", 1.0)
     rows = np.ones((1, 4), np.float32)
     strict = DiskCache(tmp_path / "a", durability="batch")
     for i in range(3):
@@ -135,7 +135,7 @@ def test_durability_batch_syncs_every_batch_and_interval_in_background(
     lazy.put_many(["b3"], rows)
     lazy.flush()
     assert lazy._writer is writer  # one thread serves the whole run
-    writer.join(timeout=10)  # ... and stops once idle for SYNCER_IDLE_SECONDS
+    writer.join(timeout=10)  # ... and stops once idle for WRITER_IDLE_SECONDS
     assert not writer.is_alive() and lazy._writer is None
     assert {str(p) for p in lazy.files()} <= {path for _, path in synced}
     with pytest.raises(ValueError, match="'durability' parameter"):
