@@ -381,6 +381,7 @@ def rows():
             "defaults": "defaults",
             "lp_ft": "LP-FT start (the earlier defaults)",
             "old_defaults": "old defaults",
+            "old_defaults_on_90": "old defaults on the defaults' 90 % of the rows",
             "probe_no_valid": "LP-FT without validation",
             "random_valid": "random head + validation",
             "refit": "defaults + refit on every row (2 fits)",
