@@ -146,7 +146,7 @@ def fit_cell(params, X, y, X_test, y_test, seed):
         else:
             split = StratifiedShuffleSplit(test_size=drop, random_state=seed)
         keep, _ = next(split.split(np.zeros(len(y)), y))
-        X, y = [X[i] for i in keep], np.asarray(y)[keep]
+        X, y = [X[i] for i in keep], y[keep]
     clf = FineTunedClassifier(
         BACKBONE, strategy="full", max_epochs=EPOCHS, random_state=seed, **params
     )
@@ -270,6 +270,7 @@ def main():
             row.setdefault("machine", old.get("cv", {}).get("machine"))
         rows = cv_rows(X, y, cells, range(args.seeds))
         result["cv"] = {**stamp, "rows": {**kept, **rows}}
+        write_result("finetune_defaults", result)
     else:
         for row in old.get("rows", {}).values():  # rows kept name their own run
             row.setdefault("machine", old.get("machine"))
@@ -293,8 +294,6 @@ def main():
             write_result("finetune_defaults", result)
 
         test_rows(X, y, X_test, y_test, args.cells, range(args.seeds), done)
-        return
-    write_result("finetune_defaults", result)
 
 
 if __name__ == "__main__":
