@@ -468,6 +468,35 @@ def rows():
                     m,
                 )
             )
+    ts = _load("training_step")
+    if ts:
+        m = _machine(ts["machine"])
+        for rows, g in ts["group_by_length"].items():
+            out.append(
+                (
+                    "MiniLM forward + backward, random batch of "
+                    f"{rows.removeprefix('rows')} Rotten Tomatoes snippets: one "
+                    "padded batch / length groups",
+                    f"{g['speedup_median']:.2f}x (95 % CI {g['speedup_ci95'][0]:.2f}-"
+                    f"{g['speedup_ci95'][1]:.2f}; {g['whole_batch_ms_median']:.0f} "
+                    f"vs. {g['grouped_ms_median']:.0f} ms; padded tokens "
+                    f"{g['padded_over_real_tokens_mean']:.2f}x the real ones)",
+                    "",
+                    m,
+                )
+            )
+        a = ts["fused_adamw"]
+        out.append(
+            (
+                f"AdamW step over MiniLM's {a['parameters'] / 1e6:.1f}M parameters: "
+                "foreach / fused",
+                f"{a['speedup_median']:.2f}x (95 % CI {a['speedup_ci95'][0]:.2f}-"
+                f"{a['speedup_ci95'][1]:.2f}; {a['foreach_ms_median']:.0f} vs. "
+                f"{a['fused_ms_median']:.0f} ms)",
+                "",
+                m,
+            )
+        )
     return out
 
 

@@ -27,6 +27,7 @@ BENCHES = [
     "export",
     "disk_cache",
     "finetune_defaults",
+    "training_step",
 ]
 
 

@@ -244,7 +244,7 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         params = [p for p in encoder.parameters() if p.requires_grad]
         if not params:
             return
-        optimizer = torch.optim.AdamW(params, lr=self.lr)
+        optimizer = _adamw(params, self.lr)
         encoder.train()
         if self.freeze_batchnorm:  # pretrained statistics, not a batch's
             for m in encoder.modules():
@@ -317,6 +317,16 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         return super().__sklearn_tags__()
+
+
+def _adamw(params: list, lr: float) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel where every parameter's device has it: the
+    same update, several times faster on a CPU (a step over MiniLM's 22.7M
+    parameters: see ``docs/performance.md``)."""
+    fused = all(
+        p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params
+    )
+    return torch.optim.AdamW(params, lr=lr, fused=fused or None)
 
 
 def _column(values: list):
