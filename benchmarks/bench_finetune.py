@@ -3,7 +3,8 @@
 Both do the same work: the same module (EfficientNet-Lite0, packaged weights,
 last 2 blocks trainable, the default training augmentation, dropout + new head),
 the same data (uint8 224x224 images decoded per item by the same function), the
-same batch size, shuffling, AdamW parameter groups (backbone lr/10) and loss, no
+same batch size, shuffling, AdamW parameter groups (backbone lr/10, fused
+kernel) and loss, no
 validation. The plain loop is what one writes without skorch: a DataLoader, a
 loop over batches, zero_grad / forward / loss / backward / step. Epochs
 alternate between the two so that the machine's noise hits both. Target: the
@@ -63,6 +64,7 @@ def main():
             },
         ],
         weight_decay=0.01,
+        fused=True,  # as the estimator's AdamW runs
     )
     loss_fn = nn.CrossEntropyLoss()
     data = SampleDataset(as_samples(X, "image"), y, net._load_backbone(), 512)

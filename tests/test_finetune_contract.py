@@ -34,6 +34,18 @@ def test_optimizer_class_and_routed_parameters(images):
     assert clone(adam).get_params()["optimizer__betas"] == (0.5, 0.6)
 
 
+def test_adam_runs_fused_unless_the_user_chose_a_kernel(images):
+    X, y = images
+    assert all(g["fused"] for g in make().fit(X, y).optimizer_.param_groups)
+    plain = make(optimizer__foreach=True).fit(X, y).optimizer_.param_groups
+    assert all(not g["fused"] and g["foreach"] for g in plain)
+    off = make(optimizer=torch.optim.Adam, optimizer__fused=False).fit(X, y)
+    assert isinstance(off.optimizer_, torch.optim.Adam)
+    assert all(not g["fused"] for g in off.optimizer_.param_groups)
+    sgd = make(optimizer=torch.optim.SGD, lr=0.05).fit(X, y)  # has no fused=
+    assert all(not g.get("fused") for g in sgd.optimizer_.param_groups)
+
+
 def test_user_param_groups_replace_the_backbone_group(images):
     X, y = images
     net = make(

@@ -178,7 +178,10 @@ default="auto"
         Any ``torch.optim`` class; ``optimizer__*`` parameters (``momentum``,
         ``betas``, ``param_groups``...) are routed to it as skorch documents. Unless
         ``optimizer__param_groups`` is given, the backbone's parameters form one
-        group at ``backbone_lr`` and the head another at ``lr``.
+        group at ``backbone_lr`` and the head another at ``lr``. ``Adam`` and
+        ``AdamW`` run their fused kernel (the same update, several times
+        faster on a CPU) on CPU and CUDA parameters unless ``optimizer__fused``
+        or ``optimizer__foreach`` is given.
     criterion : loss class or instance, default=torch.nn.CrossEntropyLoss
         ``criterion__*`` parameters are routed to it; ``class_weight`` and
         ``label_smoothing`` are passed as ``weight`` / ``label_smoothing`` unless

@@ -264,6 +264,8 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             args = ([g for g in groups if g["params"]],)
         if self.weight_decay:
             kwargs.setdefault("weight_decay", self.weight_decay)
+        if _fuses(self.optimizer, kwargs, [p for _, p in named]):
+            kwargs["fused"] = True
         self.optimizer_ = self.optimizer(*args, **kwargs)
         device = self._resolved_device()
         dtype = resolve_precision(self.precision, device, training=True)
@@ -496,3 +498,21 @@ def _has_single_sample_class(y) -> bool:
         return False
     _, counts = np.unique(np.asarray(y), return_counts=True)
     return bool((counts < 2).any())
+
+
+def _fuses(optimizer, kwargs: dict, params: list) -> bool:
+    """Whether to ask torch's Adam or AdamW for its fused kernel: the user set
+    neither ``optimizer__fused`` nor ``optimizer__foreach``, and every
+    parameter is a float tensor on a device that has the kernel. The same
+    update, 4.7x faster per step over MiniLM on 2 CPU cores
+    (``bench_training_step.py``), a large share of a small-batch step."""
+    return (
+        optimizer in (torch.optim.Adam, torch.optim.AdamW)
+        and "fused" not in kwargs
+        and "foreach" not in kwargs
+        and bool(params)
+        and all(
+            p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point
+            for p in params
+        )
+    )
