@@ -24,7 +24,7 @@ on this machine; nothing is chosen on the test texts.
 
 ``python benchmarks/bench_fewshot.py`` runs N = 8 (5 seeds) and N = 64 (1
 seed, about 12 minutes per task); ``--full`` runs the issue's protocol (N = 8
-and 64, 5 seeds): at N = 64 SetFit's default sampling draws about 8,200 pairs
+and 64, 5 seeds): at N = 64 SetFit's default sampling draws about 8,300 pairs
 per run on Rotten Tomatoes (512 steps), hours on 2 CPU cores; ``--n8-only``
 runs N = 8 alone, ``--n64-only [--seeds K]`` N = 64 alone (K seeds, default
 5; text tasks). Results of tasks (and N) not run are kept from the JSON on
