@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sktransfer._text import length_groups
+
 __all__ = [
     "ImageFeatureModel",
     "TabularFeatureModel",
@@ -280,9 +282,8 @@ class TextFeatureModel(nn.Module):
         backward pass of MiniLM over 28 random Rotten Tomatoes snippets ran
         1.26x faster, over 64 snippets 1.61x (``bench_training_step.py``;
         the fine-tuners' batches, already grouped by length, rarely
-        split). Not done
-        on other devices (padding is nearly free there, one more pass is
-        not; unmeasured), nor while tracing or exporting.
+        split). Not done on other devices (padding is nearly free there, one
+        more pass is not; unmeasured), nor while tracing or exporting.
     """
 
     def __init__(
@@ -340,8 +341,6 @@ class TextFeatureModel(nn.Module):
             )
         ):
             return None
-        from sktransfer._text import length_groups
-
         mask = attention_mask != 0
         lengths = mask.sum(1)
         positions = torch.arange(mask.shape[1], device=mask.device)

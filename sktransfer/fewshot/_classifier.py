@@ -23,6 +23,7 @@ from sktransfer.backbones._features import build_feature_model
 from sktransfer.backbones._spec import BackboneSpec
 from sktransfer.fewshot._pairs import draw_pairs, pair_budget
 from sktransfer.finetune._data import SampleDataset
+from sktransfer.finetune._mixin import fuses
 
 __all__ = ["FewShotClassifier"]
 
@@ -320,13 +321,11 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
 
 
 def _adamw(params: list, lr: float) -> torch.optim.AdamW:
-    """AdamW, fused into one kernel where every parameter's device has it: the
-    same update, several times faster on a CPU (a step over MiniLM's 22.7M
-    parameters: see ``docs/performance.md``)."""
-    fused = all(
-        p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params
+    """AdamW, fused into one kernel where every parameter's device has it (the
+    fine-tuners' rule, :func:`~sktransfer.finetune._mixin.fuses`)."""
+    return torch.optim.AdamW(
+        params, lr=lr, fused=fuses(torch.optim.AdamW, {}, params) or None
     )
-    return torch.optim.AdamW(params, lr=lr, fused=fused or None)
 
 
 def _column(values: list):

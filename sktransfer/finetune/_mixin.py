@@ -264,7 +264,7 @@ class FineTuneMixin(DeviceParamMixin, BackboneMixin):
             args = ([g for g in groups if g["params"]],)
         if self.weight_decay:
             kwargs.setdefault("weight_decay", self.weight_decay)
-        if _fuses(self.optimizer, kwargs, [p for _, p in named]):
+        if fuses(self.optimizer, kwargs, [p for _, p in named]):
             kwargs["fused"] = True
         self.optimizer_ = self.optimizer(*args, **kwargs)
         device = self._resolved_device()
@@ -500,7 +500,7 @@ def _has_single_sample_class(y) -> bool:
     return bool((counts < 2).any())
 
 
-def _fuses(optimizer, kwargs: dict, params: list) -> bool:
+def fuses(optimizer, kwargs: dict, params: list) -> bool:
     """Whether to ask torch's Adam or AdamW for its fused kernel: the user set
     neither ``optimizer__fused`` nor ``optimizer__foreach``, and every
     parameter is a float tensor on a device that has the kernel. The same
