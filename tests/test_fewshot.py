@@ -142,3 +142,68 @@ def test_batchnorm_statistics_stay_pretrained_unless_asked(freeze):
     assert before and set(before) <= set(after)
     same = all(torch.equal(before[n], after[n].cpu()) for n in before)
     assert same == freeze
+
+
+def _spy_on_steps(monkeypatch):
+    """Record each optimizer step's learning rate and gradient norm (the
+    norm as the step sees it: after any clipping)."""
+    from sktransfer.fewshot import _classifier
+
+    seen, real = [], _classifier._adamw
+
+    def spy(params, lr):
+        optimizer = real(params, lr)
+
+        def hook(opt, args, kwargs):
+            grads = [p.grad for g in opt.param_groups for p in g["params"]]
+            norm = torch.linalg.vector_norm(
+                torch.stack(
+                    [torch.linalg.vector_norm(g) for g in grads if g is not None]
+                )
+            )
+            seen.append((opt.param_groups[0]["lr"], float(norm), opt))
+
+        optimizer.register_step_pre_hook(hook)
+        return optimizer
+
+    monkeypatch.setattr(_classifier, "_adamw", spy)
+    return seen
+
+
+def test_setfit_schedule_warms_up_decays_and_clips(monkeypatch):
+    from sktransfer.fewshot._classifier import lr_factor
+
+    seen = _spy_on_steps(monkeypatch)
+    kw = dict(n_pairs=160, batch_size=16, lr=1e-3, random_state=0)
+    FewShotClassifier("test-text", max_grad_norm=0.05, **kw).fit(TEXTS, LABELS)
+    lrs, norms = [s[0] for s in seen], [s[1] for s in seen]
+    assert len(lrs) == 10  # 160 pairs, 16 a step
+    expected = [1e-3 * lr_factor(10, 0.1, "linear")(i) for i in range(10)]
+    np.testing.assert_allclose(lrs, expected)
+    assert lrs[1] == pytest.approx(1e-3) and lrs[0] < lrs[1] and lrs[-1] < lrs[1] / 5
+    assert max(norms) <= 0.05 * (1 + 1e-4)
+    groups = seen[0][2].param_groups  # biases and norms are not decayed
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.01}
+    assert all(
+        p.ndim < 2 for g in groups if g["weight_decay"] == 0 for p in g["params"]
+    )
+    seen.clear()
+    FewShotClassifier(
+        "test-text", max_grad_norm=None, schedule="constant", warmup=0.0, **kw
+    ).fit(TEXTS, LABELS)
+    assert [s[0] for s in seen] == [1e-3] * 10
+    assert max(s[1] for s in seen) > 0.05  # so the clip above did clip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 500), st.floats(0, 0.99), st.sampled_from(["linear", "constant"]))
+def test_lr_factor_rises_then_holds_or_falls_and_never_stalls(steps, warmup, schedule):
+    from sktransfer.fewshot._classifier import lr_factor
+
+    f = lr_factor(steps, warmup, schedule)
+    factors = np.array([f(i) for i in range(steps)])
+    assert (factors > 0).all() and (factors <= 1).all()
+    peak = int(np.argmax(factors))
+    assert (np.diff(factors[: peak + 1]) > 0).all()
+    tail = np.diff(factors[peak:])
+    assert (tail <= 1e-12).all() if schedule == "linear" else (tail == 0).all()

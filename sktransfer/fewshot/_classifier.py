@@ -40,7 +40,10 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
     2. A copy of the backbone is trained so that the cosine similarity of a
        pair's embeddings approaches 1 for the same class and 0 otherwise
        (SetFit's ``CosineSimilarityLoss``), for ``epochs`` passes over the
-       pairs at ``lr``.
+       pairs by AdamW at ``lr``, warmed up over the first ``warmup`` share
+       of the steps and decayed linearly to 0, the gradient's norm clipped
+       at ``max_grad_norm`` (the schedule and clipping SetFit's trainer,
+       Hugging Face's ``Trainer``, applies by default).
     3. ``head`` (logistic regression by default) is fitted on the tuned
        embeddings of the training samples.
 
@@ -58,7 +61,19 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
     epochs : int, default=1
         Passes over the pairs.
     lr : float, default=2e-5
-        AdamW learning rate of the encoder (SetFit's ``body_learning_rate``).
+        Peak AdamW learning rate of the encoder (SetFit's
+        ``body_learning_rate``).
+    warmup : float, default=0.1
+        Share of the steps over which the learning rate rises linearly from 0
+        to ``lr``; it then falls linearly to 0 at the last step (SetFit's
+        ``warmup_proportion`` and its trainer's linear schedule). ``0`` with
+        ``schedule="constant"`` keeps ``lr`` throughout.
+    schedule : {"linear", "constant"}, default="linear"
+        After the warm-up: linear decay to 0, or ``lr`` held.
+    max_grad_norm : float or None, default=1.0
+        The gradient's global norm is clipped to this before each step
+        (Hugging Face's ``Trainer`` default, which SetFit inherits); None
+        does not clip.
     batch_size : int, default=16
         Pairs per step.
     head : classifier, default=None
@@ -105,6 +120,9 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         "n_pairs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "warmup": [Interval(Real, 0, 1, closed="left")],
+        "schedule": [StrOptions({"linear", "constant"})],
+        "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "head": [None, HasMethods(["fit", "predict"])],
         "class_texts": [None, "boolean", dict],
@@ -126,6 +144,9 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         n_pairs="auto",
         epochs=1,
         lr=2e-5,
+        warmup=0.1,
+        schedule="linear",
+        max_grad_norm=1.0,
         batch_size=16,
         head=None,
         class_texts=None,
@@ -143,6 +164,9 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         self.n_pairs = n_pairs
         self.epochs = epochs
         self.lr = lr
+        self.warmup = warmup
+        self.schedule = schedule
+        self.max_grad_norm = max_grad_norm
         self.batch_size = batch_size
         self.head = head
         self.class_texts = class_texts
@@ -246,6 +270,10 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         if not params:
             return
         optimizer = _adamw(params, self.lr)
+        steps = self.epochs * -(-len(pairs) // self.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_factor(steps, self.warmup, self.schedule)
+        )
         encoder.train()
         if self.freeze_batchnorm:  # pretrained statistics, not a batch's
             for m in encoder.modules():
@@ -265,7 +293,10 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
                 loss = nn.functional.mse_loss(cosine, target)
                 optimizer.zero_grad()
                 loss.backward()
+                if self.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(params, self.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
 
     @staticmethod
     def _forward(encoder, dataset, rows, device):
@@ -320,11 +351,47 @@ class FewShotClassifier(BackboneMixin, ClassifierMixin, BaseEstimator):
         return super().__sklearn_tags__()
 
 
+def lr_factor(steps: int, warmup: float, schedule: str):
+    """The learning rate's factor at each step (``LambdaLR``'s lambda):
+    rising linearly over the first ``ceil(warmup * steps)`` steps, then 1
+    (``"constant"``) or falling linearly toward 0 at step ``steps``
+    (``"linear"``), as ``transformers.get_linear_schedule_with_warmup``,
+    except that no step is taken at a rate of 0 (its first step is: on a few
+    samples, one step of a handful).
+
+    Examples
+    --------
+    >>> f = lr_factor(10, 0.2, "linear")
+    >>> [round(f(i), 3) for i in (0, 1, 2, 6, 9)]
+    [0.333, 0.667, 1.0, 0.5, 0.125]
+    >>> lr_factor(10, 0.0, "constant")(7)
+    1.0
+    """
+    n_warm = int(np.ceil(warmup * steps))
+
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / (n_warm + 1)
+        if schedule == "constant":
+            return 1.0
+        return max(0.0, (steps - step) / max(1, steps - n_warm))
+
+    return factor
+
+
 def _adamw(params: list, lr: float) -> torch.optim.AdamW:
-    """AdamW, fused into one kernel where every parameter's device has it (the
+    """AdamW (weight decay 0.01) with biases and normalisation weights (the
+    1-d tensors) not decayed, as Hugging Face's ``Trainer`` groups them for
+    SetFit; fused into one kernel where every parameter's device has it (the
     fine-tuners' rule, :func:`~sktransfer.finetune._mixin.fuses`)."""
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(
-        params, lr=lr, fused=fuses(torch.optim.AdamW, {}, params) or None
+        [g for g in groups if g["params"]],
+        lr=lr,
+        fused=fuses(torch.optim.AdamW, {}, params) or None,
     )
 
 
