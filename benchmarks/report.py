@@ -370,7 +370,7 @@ def rows():
         if len(seeds) > 1:
             parts.append(f"{len(seeds)} seeds x 3 folds, +- {row['std']:.3f}")
         where = row.get("machine", cv["machine"])
-        if where != cv["machine"]:
+        if where != cv["machine"] or row.get("date", cv["date"]) != cv["date"]:
             parts.append(f"{where['cpu']}, {row.get('date', '')}")
         return f" ({'; '.join(parts)})" if parts else ""
 

@@ -67,6 +67,9 @@ class LearningCurvesDisplay:
         """Read ``estimator.history_`` and plot it.
 
         A fine-tuner's ``start_scores_`` (LP-FT's start) are drawn as epoch 0.
+        After a refit on every row (``refit=True``) the curves
+        are those of the run with validation that chose the number of epochs
+        (``validation_history_``); the refit itself has no validation score.
 
         Parameters
         ----------
@@ -80,7 +83,9 @@ class LearningCurvesDisplay:
         -------
         LearningCurvesDisplay
         """
-        history = getattr(estimator, "history_", None)
+        history = getattr(estimator, "validation_history_", None)
+        if history is None:  # no refit: the validated run is history_
+            history = getattr(estimator, "history_", None)
         if history is None or len(history) == 0:
             raise ValueError(
                 f"{type(estimator).__name__} has no training history: fit it first."

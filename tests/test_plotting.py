@@ -156,3 +156,27 @@ def test_learning_curves_keep_their_labels_on_the_canvas_one_accuracy_line(rng):
         ]
         assert all(float(t).is_integer() for t in ticks)
     plt.close(d.figure_)
+
+
+def test_after_a_refit_the_curves_are_the_run_that_chose(rng):
+    import matplotlib.pyplot as plt
+
+    X = rng.integers(0, 255, (24, 32, 32, 3), np.uint8)
+    clf = FineTunedClassifier(
+        "test-cnn",
+        strategy="head",
+        max_epochs=3,
+        valid_size=0.25,
+        lr=0.05,
+        refit=True,
+        random_state=0,
+    ).fit(X, [0, 1] * 12)
+    # the refit's own history has no validation column to draw
+    assert "valid_loss" not in clf.history_[-1]
+    d = LearningCurvesDisplay.from_estimator(clf)
+    assert len(d.epochs) == len(clf.validation_history_) + 1
+    np.testing.assert_allclose(
+        d.losses["valid_loss"][1:], clf.validation_history_[:, "valid_loss"]
+    )
+    assert list(d.scores) == ["valid_acc"] and len(d.axes_) == 2
+    plt.close(d.figure_)
