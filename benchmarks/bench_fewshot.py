@@ -53,7 +53,9 @@ elif QUICK:
 elif "--n8-only" in sys.argv:
     PLAN = {8: 5}
 elif "--n64-only" in sys.argv:  # --n64-only [--seeds K]: N = 64 alone, K seeds
-    PLAN = {64: int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 5}
+    PLAN = {
+        64: int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 5
+    }
 else:
     PLAN = {8: 5, 64: 1}
 N_TEST = 200 if QUICK else 1000
@@ -147,7 +149,9 @@ def run_task(name) -> dict:
         zero = ZeroShotClassifier(labels=names).fit(None, classes)
         rows["zero_shot"] = {"accuracy": float(np.mean(zero.predict(X_test) == y_test))}
     for n, seeds in plan.items():
-        models = ("frozen_lr", "fewshot", "setfit") if text else ("frozen_lr", "fewshot")
+        models = (
+            ("frozen_lr", "fewshot", "setfit") if text else ("frozen_lr", "fewshot")
+        )
         cell = {k: [] for k in models}
         secs = {k: [] for k in cell}
         for seed in range(seeds):
