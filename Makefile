@@ -49,7 +49,7 @@ lock:
 
 # the benchmarks: JSON in benchmarks/results/, the table in docs/performance.md
 bench: install
-	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/pip install -q $(LOCK) -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
 
 docs: install

@@ -148,3 +148,39 @@ def test_fewshot_tables_per_task_old_and_new_layouts(tmp_path, monkeypatch):
             "accuracy 0.700 vs. 0.650; train seconds 0.40x"
         )
     }
+
+
+def test_text_row_without_the_onnx_peer_says_it_was_not_run(tmp_path, monkeypatch):
+    mod = _report(tmp_path, monkeypatch)
+    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.14.1", "torch_threads": 2}
+    tps = {
+        "sktransfer": 600.0,
+        "sktransfer_fp32": 450.0,
+        "sentence_transformers_encode": 330.0,
+        "skrub_TextEncoder": 300.0,
+    }
+    ratios = {
+        "sktransfer_vs_sentence_transformers": 1.82,
+        "sktransfer_fp32_vs_sentence_transformers": 1.36,
+        "sktransfer_vs_skrub": 2.0,
+    }
+    why = "not run: No module named 'optimum' (needs the onnx-peer extra)"
+    (tmp_path / "results" / "text.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "texts_per_second": tps,
+                "ratios": ratios,
+                "default_precision": "torch.bfloat16",
+                "min_cosine_vs_sentence_transformers_fp32": {"sktransfer": 0.9999},
+                "sentence_transformers_onnx_int8": why,
+            }
+        )
+    )
+    rows = {r[0]: r for r in mod.rows()}
+    onnx = rows["extractor (default) / sentence-transformers ONNX int8"]
+    assert onnx[1] == why and onnx[2] == ">= 1.0x"
+    first = next(r for r in rows.values() if r[0].startswith("texts/s, extractor"))
+    assert first[1].startswith("1.82x") and first[2] == ">= 1.5x, cosine >= 0.99"
+    assert rows["extractor fp32 / sentence-transformers fp32"][1].startswith("1.36x")
+    mod.throughput_chart(tmp_path / "img" / "chart.png")  # no ONNX bar, no error
