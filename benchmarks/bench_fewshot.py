@@ -125,23 +125,44 @@ def setfit_run(X, y, seed):
     return model, time.perf_counter() - start
 
 
+class Split:
+    """One task's data and its fixed split: ``n_test`` held-out samples
+    (drawn with seed 0) and the pool the labelled samples are drawn from."""
+
+    def __init__(self, name: str):
+        self.samples, self.labels, self.names = TASKS[name]()
+        self.text = self.names is not None
+        self.backbone = BACKBONES.get(name, "all-MiniLM-L6-v2")
+        self.classes = (
+            sorted(self.names) if self.text else np.unique(self.labels).tolist()
+        )
+        self.n_test = N_TESTS.get(name, N_TEST)
+        rng = np.random.default_rng(0)
+        self.test = rng.permutation(len(self.samples))[: self.n_test]
+        self.pool = np.setdiff1d(np.arange(len(self.samples)), self.test)
+
+    def take(self, idx):
+        """The samples at ``idx`` (a list for texts, an array for images)."""
+        if self.text:
+            return [self.samples[i] for i in idx]
+        return self.samples[np.asarray(idx)]
+
+    def draw(self, n: int, seed: int):
+        """``X, y``: ``n`` labelled samples per class from the pool."""
+        r = np.random.default_rng(seed)
+        pool, labels = self.pool, self.labels
+        idx = np.concatenate(
+            [r.choice(pool[labels[pool] == c], n, replace=False) for c in self.classes]
+        )
+        return self.take(idx), labels[idx]
+
+
 def run_task(name) -> dict:
-    samples, labels, names = TASKS[name]()
-    text = names is not None
-    backbone = BACKBONES.get(name, "all-MiniLM-L6-v2")
-    classes = sorted(names) if text else np.unique(labels).tolist()
+    split = Split(name)
+    labels, names, text = split.labels, split.names, split.text
+    backbone, classes, n_test = split.backbone, split.classes, split.n_test
     plan = PLAN if text else {n: k for n, k in PLAN.items() if n == 8}
-    n_test = N_TESTS.get(name, N_TEST)
-    rng = np.random.default_rng(0)
-    test = rng.permutation(len(samples))[:n_test]
-    pool = np.setdiff1d(np.arange(len(samples)), test)
-
-    def take(idx):
-        if text:
-            return [samples[i] for i in idx]
-        return samples[np.asarray(idx)]
-
-    X_test, y_test = take(test), labels[test]
+    X_test, y_test = split.take(split.test), labels[split.test]
     ext = PretrainedFeatureExtractor(backbone).fit(X_test[:2])
     Z_test = ext.transform(X_test)
     rows = {}
@@ -155,11 +176,7 @@ def run_task(name) -> dict:
         cell = {k: [] for k in models}
         secs = {k: [] for k in cell}
         for seed in range(seeds):
-            r = np.random.default_rng(seed)
-            idx = np.concatenate(
-                [r.choice(pool[labels[pool] == c], n, replace=False) for c in classes]
-            )
-            X, y = take(idx), labels[idx]
+            X, y = split.draw(n, seed)
             start = time.perf_counter()
             lr = LogisticRegression(max_iter=2000).fit(ext.transform(X), y)
             secs["frozen_lr"].append(time.perf_counter() - start)

@@ -354,6 +354,7 @@ def rows():
                         ),
                     )
                 )
+    out += class_name_rows(_load("class_names"))
     fd = _load("finetune_defaults")
 
     def _own_seeds(row: dict, result: dict) -> str:
@@ -863,6 +864,35 @@ def fewshot_figure(data, path: Path) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
+
+
+def class_name_rows(cn: dict | None) -> list:
+    """Rows of ``bench_class_names.py``: each class-name prior beside the
+    same estimator's defaults, per task (accuracy mean +- std, seconds)."""
+    if not cn:
+        return []
+    pairs = (
+        ("FewShotClassifier", "fewshot", "fewshot_class_texts", "class_texts=True"),
+        ("FineTunedClassifier", "finetuned", "finetuned_class_names",
+         'head_init="class_names"'),
+    )  # fmt: skip
+    out = []
+    for task, result in cn["tasks"].items():
+        cells = result["cells"]
+        for est, base, prior, option in pairs:
+            a, b = cells[base], cells[prior]
+            out.append(
+                (
+                    f"{est} `{option}` vs. its defaults, {TASK_TITLES.get(task, task)}, "
+                    f"{result['n_per_class']} per class ({b['seeds']} seed(s))",
+                    f"accuracy {b['accuracy_mean']:.3f} +- {b['accuracy_std']:.3f} vs. "
+                    f"{a['accuracy_mean']:.3f} +- {a['accuracy_std']:.3f}; train "
+                    f"seconds {b['train_seconds_mean'] / a['train_seconds_mean']:.2f}x",
+                    "",
+                    _machine(cn["machine"]),
+                )
+            )
+    return out
 
 
 def main():

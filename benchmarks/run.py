@@ -28,6 +28,7 @@ BENCHES = [
     "disk_cache",
     "finetune_defaults",
     "training_step",
+    "class_names",
 ]
 
 

@@ -183,3 +183,36 @@ def test_text_row_without_the_onnx_peer_says_it_was_not_run(tmp_path, monkeypatc
     assert first[1].startswith("1.82x") and first[2] == ">= 1.5x, cosine >= 0.99"
     assert rows["extractor fp32 / sentence-transformers fp32"][1].startswith("1.36x")
     mod.throughput_chart(tmp_path / "img" / "chart.png")  # no ONNX bar, no error
+
+
+def test_class_name_priors_are_reported_beside_the_defaults(tmp_path, monkeypatch):
+    mod = _report(tmp_path, monkeypatch)
+
+    def cell(accs, secs):
+        return {
+            "accuracy_mean": sum(accs) / len(accs),
+            "accuracy_std": 0.01,
+            "train_seconds_mean": secs,
+            "seeds": len(accs),
+        }
+
+    cells = {
+        "fewshot": cell([0.80, 0.82], 40.0),
+        "fewshot_class_texts": cell([0.84, 0.86], 50.0),
+        "finetuned": cell([0.70, 0.72], 20.0),
+        "finetuned_class_names": cell([0.60, 0.62], 10.0),
+    }
+    task = {"n_test": 1000, "n_per_class": 8, "cells": cells}
+    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.14.1", "torch_threads": 2}
+    rows = mod.class_name_rows({"machine": machine, "tasks": {"wordnet_topics": task}})
+    assert [r[0] for r in rows] == [
+        "FewShotClassifier `class_texts=True` vs. its defaults, WordNet topics, "
+        "8 per class (2 seed(s))",
+        'FineTunedClassifier `head_init="class_names"` vs. its defaults, WordNet '
+        "topics, 8 per class (2 seed(s))",
+    ]
+    assert (
+        rows[0][1] == "accuracy 0.850 +- 0.010 vs. 0.810 +- 0.010; train seconds 1.25x"
+    )
+    assert rows[1][1].startswith("accuracy 0.610") and rows[1][1].endswith("0.50x")
+    assert mod.class_name_rows(None) == []
