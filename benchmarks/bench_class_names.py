@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 from _common import QUICK, machine, write_result
-from bench_fewshot import Split
+from bench_fewshot import Split, summary
 
 from sktransfer import FewShotClassifier, FineTunedClassifier
 
@@ -52,8 +52,8 @@ def main():
         split = Split(name)
         named = np.asarray([split.names[c] for c in split.labels], dtype=object)
         X_test, y_test = split.take(split.test), named[split.test]
-        cells = {k: {"accuracies": [], "train_seconds": []} for k in CELLS}
-        tasks[name] = {"n_test": split.n_test, "n_per_class": N, "cells": cells}
+        accs, secs = {k: [] for k in CELLS}, {k: [] for k in CELLS}
+        tasks[name] = {"n_test": split.n_test, "n_per_class": N}
         for seed in range(SEEDS):
             X, y = split.draw(N, seed)
             y = np.asarray([split.names[c] for c in y], dtype=object)
@@ -62,14 +62,14 @@ def main():
                 model = make(split.backbone, seed).fit(X, y)
                 took = time.perf_counter() - start
                 acc = float(np.mean(model.predict(X_test) == y_test))
-                cells[key]["accuracies"].append(acc)
-                cells[key]["train_seconds"].append(took)
+                accs[key].append(acc)
+                secs[key].append(took)
                 print(name, seed, key, round(acc, 3), round(took, 1), flush=True)
-            for cell in cells.values():
-                cell["accuracy_mean"] = float(np.mean(cell["accuracies"]))
-                cell["accuracy_std"] = float(np.std(cell["accuracies"]))
-                cell["train_seconds_mean"] = float(np.mean(cell["train_seconds"]))
-                cell["seeds"] = len(cell["accuracies"])
+            tasks[name]["cells"] = {
+                k: {**summary(accs[k], secs[k]), "train_seconds": secs[k],
+                    "seeds": seed + 1}
+                for k in CELLS
+            }  # fmt: skip
             # each finished seed is on disk before the next one starts
             write_result("class_names", {"machine": machine(), "tasks": tasks})
 

@@ -64,7 +64,7 @@ class LearningCurvesDisplay:
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, title=None):
-        """Read ``estimator.history_`` and plot it.
+        """Read the estimator's training history and plot it.
 
         A fine-tuner's ``start_scores_`` (LP-FT's start) are drawn as epoch 0.
         After a refit on every row (``refit=True``) the curves
